@@ -1,0 +1,204 @@
+"""cgroup v2 helpers: create, configure, read counters, run processes inside, wait on events, tear down.
+
+Waits are bounded and event-driven where the kernel notifies (cgroup.events, memory.events, PSI triggers):
+kernfs wakes poll() with POLLPRI when such a file changes, so tests never sleep for a guessed time.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path("/sys/fs/cgroup")
+# Files whose changes the kernel announces through kernfs_notify (poll wakes up with POLLPRI).
+NOTIFYING = ("cgroup.events", "memory.events", "memory.events.local", "memory.swap.events", "pids.events")
+
+
+class CgroupError(Exception):
+    pass
+
+
+def values_close(a: float, b: float, err_pct: float) -> bool:
+    """As the kernel selftests: |a-b| within err_pct percent of a+b (charges move in 64-page batches)."""
+    return abs(a - b) <= (a + b) / 100 * err_pct
+
+
+def parse_keyed(text: str) -> dict[str, int]:
+    """'key value' lines (memory.events, memory.stat, cgroup.events) -> {key: int}."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+def parse_pressure(text: str) -> dict[str, dict[str, float]]:
+    """memory.pressure -> {'some': {'avg10': .., 'total': ..}, 'full': {...}}"""
+    out = {}
+    for line in text.splitlines():
+        kind, *fields = line.split()
+        out[kind] = {k: float(v) for k, v in (f.split("=") for f in fields)}
+    return out
+
+
+class Cgroup:
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._spawned: list[subprocess.Popen] = []  # reaped by destroy()
+        self._children: list[Cgroup] = []
+
+    def __repr__(self) -> str:
+        return f"Cgroup({self.path})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def child(self, name: str) -> "Cgroup":
+        """Create a child cgroup (error if it exists)."""
+        path = self.path / name
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise CgroupError(f"cgroup {path} already exists")
+        child = Cgroup(path)
+        self._children.append(child)
+        return child
+
+    def enable(self, *controllers: str) -> None:
+        self.write("cgroup.subtree_control", " ".join(f"+{c}" for c in controllers))
+
+    def write(self, file: str, value) -> None:
+        with open(self.path / file, "w") as f:
+            f.write(str(value))
+
+    def read(self, file: str) -> str:
+        return (self.path / file).read_text()
+
+    def read_int(self, file: str) -> int:
+        text = self.read(file).strip()
+        return 2**63 - 1 if text == "max" else int(text)
+
+    def keyed(self, file: str) -> dict[str, int]:
+        return parse_keyed(self.read(file))
+
+    def pressure(self, resource: str = "memory") -> dict[str, dict[str, float]]:
+        return parse_pressure(self.read(f"{resource}.pressure"))
+
+    def procs(self) -> list[int]:
+        return [int(p) for p in self.read("cgroup.procs").split()]
+
+    def populated(self) -> bool:
+        return self.keyed("cgroup.events").get("populated", 0) == 1
+
+    def frozen(self) -> bool:
+        return self.keyed("cgroup.events").get("frozen", 0) == 1
+
+    def freeze(self, on: bool = True) -> None:
+        self.write("cgroup.freeze", 1 if on else 0)
+
+    def kill(self) -> None:
+        self.write("cgroup.kill", 1)
+
+    def wait(self, file: str, predicate: Callable[[str], bool], timeout: float) -> str:
+        """Return the file's text once predicate(text) holds; TimeoutError after `timeout` seconds."""
+        notify = file in NOTIFYING or file.endswith(".pressure")
+        deadline = time.monotonic() + timeout
+        fd = os.open(self.path / file, os.O_RDONLY)
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLPRI | select.POLLERR)
+            while True:
+                os.lseek(fd, 0, os.SEEK_SET)
+                text = os.read(fd, 1 << 16).decode()
+                if predicate(text):
+                    return text
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{self.path / file}: condition not met within {timeout} s; last:\n{text}")
+                # Notifying files wake us; the cap guards against a missed wake-up. Others are polled.
+                slice_s = min(remaining, 1.0 if notify else 0.05)
+                if notify:
+                    poller.poll(slice_s * 1000)
+                else:
+                    time.sleep(slice_s)
+        finally:
+            os.close(fd)
+
+    def wait_key(self, file: str, key: str, predicate: Callable[[int], bool], timeout: float) -> int:
+        text = self.wait(file, lambda t: predicate(parse_keyed(t).get(key, 0)), timeout)
+        return parse_keyed(text).get(key, 0)
+
+    def wait_populated(self, populated: bool, timeout: float = 10.0) -> None:
+        self.wait_key("cgroup.events", "populated", lambda v: v == int(populated), timeout)
+
+    def wait_frozen(self, frozen: bool, timeout: float = 10.0) -> None:
+        self.wait_key("cgroup.events", "frozen", lambda v: v == int(frozen), timeout)
+
+    def spawn(self, argv: list[str], oom_score_adj: int | None = None, **popen_kw) -> subprocess.Popen:
+        """Start argv with its first instruction already inside this cgroup (and with that oom_score_adj)."""
+        procs_file = str(self.path / "cgroup.procs")
+
+        def enter() -> None:
+            with open(procs_file, "w") as f:
+                f.write("0")
+            if oom_score_adj is not None:
+                with open("/proc/self/oom_score_adj", "w") as f:
+                    f.write(str(oom_score_adj))
+        proc = subprocess.Popen(argv, preexec_fn=enter, **popen_kw)
+        self._spawned.append(proc)
+        return proc
+
+    def descendants(self) -> list["Cgroup"]:
+        """All cgroups below this one, deepest first (the order rmdir needs)."""
+        dirs = [Path(d) for d, _, _ in os.walk(self.path)][1:]
+        return [Cgroup(d) for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True)]
+
+    def destroy(self, timeout: float = 10.0) -> None:
+        """Kill everything inside, wait until empty, and remove this cgroup and its descendants."""
+        if not self.path.exists():
+            return
+        if self.frozen():
+            self.freeze(False)
+        if self.populated():
+            self.kill()
+            self.wait_populated(False, timeout)
+        for proc in self._spawned_here_and_below():
+            reap(proc, timeout)
+        for cg in self.descendants() + [self]:
+            _rmdir_retry(cg.path, timeout)
+
+    def _spawned_here_and_below(self) -> list[subprocess.Popen]:
+        procs = list(self._spawned)
+        for child in self._children:
+            procs += child._spawned_here_and_below()
+        return procs
+
+
+def _rmdir_retry(path: Path, timeout: float) -> None:
+    """rmdir can briefly see EBUSY while exiting tasks are released; retry within a bound."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def reap(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+    """Wait for a child (killing it if it outlives the bound); its return code, -signal for a signal."""
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        return proc.wait()

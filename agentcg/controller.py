@@ -1,0 +1,303 @@
+"""The user-space controller: observe every tool call's cgroup each tick, ask the ladder, carry out its decision.
+
+Works on any cgroup v2 kernel (no BPF needed). Per tick and tool call it reads memory.current, the stall time
+from memory.pressure ("some" total) and the workload's headroom; agentcg.ladder decides; the action is written
+to the cgroup (memory.high, cgroup.freeze, cgroup.kill) and logged as one JSON line with its reason. A killed
+call's reason is stored in its metadata for the agent (`agentcg exec` prints it). Finished calls teach the
+budgets their peaks and are removed.
+
+With an in-kernel policy (agentcg.inkernel, on kernels with memcg_bpf_ops) the controller also keeps the policy's
+maps in step with the tree, and the policy's throttle events wake it at once: the kernel delays a call within a
+charge batch, the ladder's next rungs follow from here without waiting for the tick.
+
+With agentcg's sched_ext scheduler (agentcg.sched) the controller tells it each cgroup's CPU class (agent leaf
+LATENCY, calls by command category). If the kernel reverts to its default scheduler (an error, the watchdog),
+the controller logs why and carries on: every call already has its class's cpu.weight (agentcg.layout).
+"""
+from __future__ import annotations
+
+import errno
+import json
+import select
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import ladder, sched
+from .budgets import Budgets
+from .cgroup import Cgroup, parse_keyed
+from .layout import Layout
+
+UNLIMITED = 2**63 - 1
+
+
+@dataclass
+class CallState:
+    stage: str = "running"
+    stage_since: float = field(default_factory=time.monotonic)
+    stall_total_us: float | None = None
+    stall_seen: float | None = None
+    stalled_since: float | None = None
+    peak: int = 0
+
+
+class EventLog:
+    """JSON lines, one per decision or lifecycle event; also kept in memory (last N) for status."""
+
+    def __init__(self, path: Path | None, keep: int = 200):
+        self.path, self.keep, self.recent = path, keep, []
+        self._lock = threading.Lock()
+
+    def emit(self, **event) -> dict:
+        event = {"ts": time.time(), "mono": time.monotonic(), **event}
+        with self._lock:
+            self.recent = (self.recent + [event])[-self.keep:]
+            if self.path:
+                with open(self.path, "a") as f:
+                    f.write(json.dumps(event) + "\n")
+        return event
+
+
+def cgroup_gone(e: OSError) -> bool:
+    """The cgroup was removed while we looked: ENOENT before opening its file, ENODEV after."""
+    return e.errno in (errno.ENOENT, errno.ENODEV)
+
+
+def workload_headroom(wl: Cgroup) -> int:
+    """Bytes the workload can still charge: the tightest memory.max among it and its ancestors, or what the
+    host has available (agents often share a parent budget rather than having their own)."""
+    room = host_available()
+    path = wl.path
+    while (path / "memory.max").exists():
+        cg = Cgroup(path)
+        limit = cg.read_int("memory.max")
+        if limit < UNLIMITED:
+            room = min(room, limit - cg.read_int("memory.current"))
+        path = path.parent
+    return room
+
+
+def host_available() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Controller:
+    def __init__(self, layout: Layout, budgets: Budgets, cfg: ladder.LadderConfig, log: EventLog,
+                 interval: float = 0.05, inkernel=None, scheduler: sched.SchedExt | None = None):
+        self.layout, self.budgets, self.cfg, self.log, self.interval = layout, budgets, cfg, log, interval
+        self.inkernel = inkernel  # agentcg.inkernel.InKernelPolicy, or None: user space only
+        self.scheduler = scheduler  # agentcg.sched.SchedExt, or None: cpu.weight alone
+        self.tracked_workloads: set[str] = set()
+        self.workload_ids: dict[str, int] = {}
+        self.calls: dict[tuple[str, str], CallState] = {}
+        self.ticks = 0
+        self.decisions = 0
+
+    # ---- one pass ----------------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self.ticks += 1
+        if self.inkernel:
+            self._kernel_events()
+        if self.scheduler:
+            self._check_scheduler()
+        now = time.monotonic()
+        for wname in self.layout.workloads():
+            try:
+                wl = self.layout.workload(wname)
+                headroom = workload_headroom(wl)
+                if wname not in self.tracked_workloads:
+                    self._track_workload(wname, wl)
+            except (OSError, ValueError):
+                continue  # removed while we looked
+            for cg in self.layout.calls(wname):
+                try:
+                    self._tick_call(wname, cg, headroom, now)
+                except OSError as e:
+                    if not cgroup_gone(e):
+                        raise
+                    self.calls.pop((wname, cg.name), None)
+
+    def _tick_call(self, wname: str, cg: Cgroup, headroom: int, now: float) -> None:
+        key = (wname, cg.name)
+        state = self.calls.get(key)
+        if state is None:
+            state = self.calls[key] = CallState()
+            meta = self.layout.load_meta(wname, cg.name)
+            if meta and not meta.budget:  # described before it started: its class's budget as of now
+                meta.budget = self._budget(meta)
+                self.layout.save_meta(meta)
+            self.log.emit(event="call_started", workload=wname, call=cg.name,
+                          command=meta.command if meta else None, cls=meta.cls if meta else None,
+                          budget=self._budget(meta))
+            if self.inkernel:
+                self.inkernel.track_call(cg, self._budget(meta),
+                                         self.layout.priority(wname))
+            self._schedule(cg.path, sched.sched_class(meta.cls if meta else "other"), wname)
+        events = parse_keyed(cg.read("cgroup.events"))
+        if not events.get("populated") and state.stage != "frozen":
+            self._finish(wname, cg, state)
+            return
+        usage = cg.read_int("memory.current")
+        state.peak = max(state.peak, usage)
+        stall_frac = self._stall_frac(cg, state, now)
+        threshold = self.cfg.stall_frac
+        if stall_frac >= threshold:
+            state.stalled_since = state.stalled_since or now
+        else:
+            state.stalled_since = None
+        meta = self.layout.load_meta(wname, cg.name)
+        budget = self._budget(meta)
+        view = ladder.ToolView(usage=usage, budget=budget, headroom=headroom, stall_frac=stall_frac,
+                               stage=state.stage, stage_age=now - state.stage_since,
+                               stalled_for=now - state.stalled_since if state.stalled_since else 0.0,
+                               priority=self.layout.priority(wname))
+        decision = ladder.decide(view, self.cfg)
+        if decision.acts:
+            self._apply(wname, cg, state, decision, view, meta)
+
+    def _budget(self, meta) -> int:
+        """The call's budget: as recorded when it started, else (unknown call, or a call described before its
+        start, budget 0) what its class gets now."""
+        if meta and meta.budget:
+            return meta.budget
+        return self.budgets.budget_bytes(meta.cls if meta else "other")
+
+    def _stall_frac(self, cg: Cgroup, state: CallState, now: float) -> float:
+        total = cg.pressure("memory")["some"]["total"]
+        frac = 0.0
+        if state.stall_total_us is not None and now > state.stall_seen:
+            frac = min(1.0, (total - state.stall_total_us) / 1e6 / (now - state.stall_seen))
+        state.stall_total_us, state.stall_seen = total, now
+        return frac
+
+    def _apply(self, wname, cg, state, decision, view, meta) -> None:
+        action = decision.action
+        if action == "throttle":
+            cg.write("memory.high", decision.high)
+        elif action == "release":
+            cg.write("memory.high", "max")
+        elif action == "freeze":
+            cg.freeze(True)
+        elif action == "thaw":
+            cg.write("memory.high", "max")
+            cg.freeze(False)
+        elif action == "kill":
+            if meta:
+                meta.killed_reason = decision.reason
+                self.layout.save_meta(meta)
+            cg.kill()
+            cg.freeze(False)  # a frozen task only dies once thawed
+        state.stage, state.stage_since = ladder.next_stage(state.stage, action), time.monotonic()
+        self.decisions += 1
+        self.log.emit(event="decision", action=action, reason=decision.reason, workload=wname, call=cg.name,
+                      usage=view.usage, budget=view.budget, headroom=view.headroom,
+                      stall_frac=round(view.stall_frac, 3))
+
+    def _finish(self, wname: str, cg: Cgroup, state: CallState) -> None:
+        try:
+            peak = max(state.peak, cg.read_int("memory.peak"))
+        except OSError:
+            peak = state.peak
+        meta = self.layout.load_meta(wname, cg.name)
+        if meta and state.stage != "killed":
+            self.budgets.observe_peak(meta.cls, peak)
+        # whoever started the call removes it (agentcg exec needs the kill reason first; the replayer its events);
+        # calls the exec tracer found have no launcher waiting for them
+        if meta and meta.launcher == "tracer":
+            self.layout.finish_call(wname, cg.name)
+        self.calls.pop((wname, cg.name), None)
+        if self.inkernel:
+            self.inkernel.forget(cg.path)
+        if self.scheduler:
+            self._scheduler_call(self.scheduler.forget, cg.path)
+        self.log.emit(event="call_finished", workload=wname, call=cg.name, peak=peak, stage=state.stage,
+                      cls=meta.cls if meta else None)
+
+    # ---- loop --------------------------------------------------------------------------------------------
+
+    def _track_workload(self, wname: str, wl: Cgroup) -> None:
+        if self.inkernel:
+            self.inkernel.track_workload(wl, self.layout.priority(wname))
+        self._schedule(wl.path / "agent", sched.LATENCY, wname)  # the agent's own turns are interactive
+        self.tracked_workloads.add(wname)
+
+    def _schedule(self, path: Path, cls: int, wname: str) -> None:
+        if self.scheduler:
+            wid = self.workload_ids.setdefault(wname, len(self.workload_ids) + 1)
+            self._scheduler_call(self.scheduler.set_class, path, cls, wid)
+
+    def _scheduler_call(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except sched.SchedError as e:
+            self._scheduler_gone(str(e))
+        except FileNotFoundError:
+            pass  # the cgroup went away first
+
+    def _check_scheduler(self) -> None:
+        reason = self.scheduler.poll()
+        if reason is not None:
+            self._scheduler_gone(reason)
+
+    def _scheduler_gone(self, reason: str) -> None:
+        """The kernel runs its default scheduler again: say so once, keep going on cpu.weight."""
+        scheduler, self.scheduler = self.scheduler, None
+        scheduler.stop()
+        self.log.emit(event="sched_ext_reverted", reason=reason, fallback="cpu.weight")
+
+    def _kernel_events(self) -> None:
+        """Log what the kernel did on its own (the first rung, before any tick saw the call)."""
+        for ev, path in self.inkernel.events():
+            where = self.layout.locate(path) if path else None
+            self.log.emit(event="kernel_throttle", workload=where[0] if where else None,
+                          call=where[1] if where else None, cgroup_id=ev.cgid, delay_ms=ev.delay_ms,
+                          usage=ev.usage_pages * 4096, budget=ev.budget_pages * 4096,
+                          headroom=ev.headroom_pages * 4096, kernel_mono=ev.ts_ns / 1e9)
+
+    def _wait(self, stop: threading.Event, timeout: float) -> None:
+        """Until the next tick, or until the in-kernel policy reports something."""
+        if self.inkernel is None:
+            stop.wait(timeout)
+        elif not self.inkernel.pending():
+            select.select([self.inkernel], [], [], timeout)
+
+    def run(self, stop: threading.Event, on_tick=None) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.tick()
+            except Exception as e:  # noqa: BLE001 - a dead controller thread protects nobody: log, go on
+                self.log.emit(event="controller_error", error=f"{type(e).__name__}: {e}")
+            if on_tick:
+                on_tick(self)
+            self._wait(stop, max(0.0, self.interval - (time.monotonic() - started)))
+
+    def status(self) -> dict:
+        tree = {}
+        for wname in self.layout.workloads():
+            calls = {}
+            for cg in self.layout.calls(wname):
+                st = self.calls.get((wname, cg.name))
+                meta = self.layout.load_meta(wname, cg.name)
+                try:
+                    calls[cg.name] = {"stage": st.stage if st else "new", "usage": cg.read_int("memory.current"),
+                                      "budget": meta.budget if meta else None, "cls": meta.cls if meta else None,
+                                      "command": meta.command if meta else None,
+                                      "pressure_some_avg10": cg.pressure("memory")["some"]["avg10"]}
+                except OSError:
+                    continue
+            try:
+                wl = self.layout.workload(wname)
+                tree[wname] = {"priority": self.layout.priority(wname), "usage": wl.read_int("memory.current"),
+                               "headroom": workload_headroom(wl),
+                               "pressure_some_avg10": wl.pressure("memory")["some"]["avg10"], "calls": calls}
+            except (OSError, ValueError):
+                continue
+        return {"ticks": self.ticks, "decisions": self.decisions, "workloads": tree,
+                "budgets_mib": {c: self.budgets.budget_bytes(c) >> 20 for c in sorted(self.budgets.config.classes)},
+                "recent": self.log.recent[-20:]}

@@ -1,0 +1,116 @@
+"""The graduated answer to a tool call's memory pressure: throttle -> freeze -> kill the tool call, never the agent.
+
+This module is the one place where agentcg decides what to do with a tool call; the controller only observes and
+executes. Each decision carries the reason that goes into the event log and, for a kill, to the agent.
+
+The ladder, per tool call:
+- running: above its budget the call may keep growing while the workload has headroom (a budget is where
+  throttling starts under contention, not a static limit). When headroom falls below the reserve
+  (`reserve_bytes`, x2 for low-priority workloads, x0.5 for high-priority ones, so low priority is throttled
+  first) it is throttled: memory.high is set at its current usage. A runaway, over `runaway_factor` x its
+  budget, is throttled from twice the reserve. With memory to spare nothing is throttled: a pytest run may
+  legitimately burst 15x its class's usual peak, and slowing it then protects nobody.
+- throttled: when headroom comes back (2 x reserve) memory.high is lifted again. When the call keeps stalling
+  on memory.high (its memory PSI `stall_frac` >= `stall_frac` of the time) for `freeze_after_s`, it is frozen:
+  a throttle alone can stall a call forever when nothing is reclaimable (no swap).
+- frozen: thawed (and memory.high lifted) as soon as the workload has room for it again; killed, as a last
+  resort, after `kill_after_s` without room. Killing takes the whole tool subtree (cgroup.kill).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIB = 1 << 20
+STAGES = ("running", "throttled", "frozen", "killed")
+ACTIONS = ("none", "throttle", "release", "freeze", "thaw", "kill")
+
+
+@dataclass(frozen=True)
+class LadderConfig:
+    reserve_bytes: int = 64 * MIB   # headroom below which calls over budget are throttled
+    runaway_factor: float = 4.0     # above budget x this, throttle from twice the reserve
+    stall_frac: float = 0.5         # share of time stalled on memory that counts as "still under pressure"
+    freeze_after_s: float = 1.0
+    kill_after_s: float = 3.0
+
+    def __post_init__(self):
+        if self.reserve_bytes < 0 or self.runaway_factor < 1 or not 0 < self.stall_frac <= 1 \
+                or self.freeze_after_s < 0 or self.kill_after_s < 0:
+            raise ValueError("ladder: reserve >= 0, runaway_factor >= 1, 0 < stall_frac <= 1, times >= 0")
+
+
+# Priorities between workloads: a low-priority workload's calls are throttled while more headroom remains (and
+# so first), a high-priority workload's only when headroom is nearly gone.
+RESERVE_BY_PRIORITY = {"low": 2.0, "normal": 1.0, "high": 0.5}
+
+
+def reserve_for(reserve_bytes: int, priority: str) -> int:
+    """The headroom below which a workload of this priority has its calls throttled (user space and kernel)."""
+    return int(reserve_bytes * RESERVE_BY_PRIORITY.get(priority, 1.0))
+
+
+@dataclass(frozen=True)
+class ToolView:
+    """One tick's observation of a tool call."""
+    usage: int          # memory.current of the tool cgroup
+    budget: int         # its budget (bytes)
+    headroom: int       # what its workload can still take before its limit (or the host runs out)
+    stall_frac: float   # share of the last tick the tool's tasks stalled on memory (memory.pressure "some")
+    stage: str          # one of STAGES
+    stage_age: float    # seconds since it entered that stage
+    stalled_for: float  # seconds it has been continuously stalled (stall_frac above the threshold)
+    priority: str = "normal"  # of its workload
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    reason: str = ""
+    high: int | None = None  # for throttle: the memory.high to write
+
+    @property
+    def acts(self) -> bool:
+        return self.action != "none"
+
+
+NOTHING = Decision("none")
+
+
+def _mib(n: int) -> str:
+    return f"{n / MIB:.0f} MiB"
+
+
+def decide(v: ToolView, cfg: LadderConfig) -> Decision:
+    reserve = reserve_for(cfg.reserve_bytes, v.priority)
+    if v.stage == "running":
+        if v.usage <= v.budget:
+            return NOTHING
+        if v.usage > v.budget * cfg.runaway_factor and v.headroom < 2 * reserve:
+            return Decision("throttle", f"usage {_mib(v.usage)} is over {cfg.runaway_factor:g}x its budget "
+                                        f"{_mib(v.budget)} and the workload has {_mib(max(v.headroom, 0))} left "
+                                        f"(under twice the {v.priority} priority reserve)", high=v.usage)
+        if v.headroom < reserve:
+            return Decision("throttle", f"usage {_mib(v.usage)} over budget {_mib(v.budget)} and the workload "
+                                        f"has {_mib(max(v.headroom, 0))} left ({v.priority} priority reserve "
+                                        f"{_mib(reserve)})", high=v.usage)
+        return NOTHING
+    if v.stage == "throttled":
+        if v.headroom >= 2 * reserve:
+            return Decision("release", f"workload headroom back to {_mib(v.headroom)}")
+        if v.stalled_for >= cfg.freeze_after_s:
+            return Decision("freeze", f"stalled on memory.high for {v.stalled_for:.1f} s with "
+                                      f"{_mib(max(v.headroom, 0))} headroom")
+        return NOTHING
+    if v.stage == "frozen":
+        if v.headroom >= 2 * reserve:
+            return Decision("thaw", f"workload headroom back to {_mib(v.headroom)}")
+        if v.stage_age >= cfg.kill_after_s:
+            return Decision("kill", f"frozen {v.stage_age:.1f} s at {_mib(v.usage)} (budget {_mib(v.budget)}) "
+                                    f"with no room to resume ({_mib(max(v.headroom, 0))} headroom)")
+        return NOTHING
+    return NOTHING
+
+
+def next_stage(stage: str, action: str) -> str:
+    return {"throttle": "throttled", "release": "running", "freeze": "frozen", "thaw": "running",
+            "kill": "killed"}.get(action, stage)

@@ -1,0 +1,726 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * memcg_loader: load a memcg_bpf_ops object and attach it to a cgroup, pinned
+ * in bpffs so the loader can exit; detach, unpin, inspect and update maps.
+ * Every command prints one JSON object on stdout and exits 0 on success, 1 on
+ * failure (with "errno" and "error"). A failed attach leaves nothing behind.
+ *
+ *   memcg_loader attach OBJ --pin DIR [--cgroup PATH | --no-cgroup] [--override]
+ *                [--flags N] [--set VAR=VALUE]...
+ *   memcg_loader detach --pin DIR        (BPF_LINK_DETACH; pins stay)
+ *   memcg_loader unpin --pin DIR         (remove pins: the link goes with its last fd)
+ *   memcg_loader info --pin DIR          (link ids, cgroup id, whether it polls EPOLLHUP)
+ *   memcg_loader wait-hup --pin DIR --timeout-ms N
+ *   memcg_loader map-dump --pin DIR --map NAME          (u64 array values)
+ *   memcg_loader map-update --pin DIR --map NAME --key-hex H --value-hex H
+ *   memcg_loader map-lookup --pin DIR --map NAME --key-hex H           (value as hex)
+ *   memcg_loader ringbuf-drain --pin DIR --map NAME --timeout-ms N   (records as hex)
+ *   memcg_loader serve --pin DIR [--map RINGBUF]
+ *                (a session for a controller: commands on stdin, one JSON reply line each;
+ *                 ring buffer records streamed as they arrive, see cmd_serve)
+ *   memcg_loader attach-cycle OBJ --cgroup PATH --count N
+ *                (load once; N times attach a link to PATH and drop it again)
+ *   memcg_loader remove-cycle OBJ --cgroup PARENT --count N
+ *                (N times: mkdir PARENT/rmN, attach there, rmdir it, expect EPOLLHUP)
+ *
+ * --set assigns a `const volatile` global (u8/u16/u32/u64) before load; it is
+ * how configuration reaches a policy that the verifier then sees as constant.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <linux/bpf.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#ifndef BPF_F_CGROUP_FD
+#define BPF_F_CGROUP_FD (1U << 7)
+#endif
+
+#define MAX_SETS 16
+
+struct opts {
+	const char *cmd, *obj, *pin, *cgroup, *map, *key_hex, *value_hex;
+	const char *sets[MAX_SETS];
+	int nr_sets, no_cgroup, override, timeout_ms, count;
+	long long raw_flags;	/* -1: derive from --cgroup/--override */
+};
+
+static int fail(const char *stage, int err, const char *what)
+{
+	printf("{\"ok\": false, \"stage\": \"%s\", \"errno\": %d, \"error\": \"%s: %s\"}\n",
+	       stage, err, what, strerror(err));
+	return 1;
+}
+
+static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	/* the verifier log is useful when a load fails: keep warnings on stderr */
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+static int set_rodata(struct bpf_object *obj, const char *assignment)
+{
+	char name[128];
+	const char *eq = strchr(assignment, '=');
+	unsigned long long value;
+	struct bpf_map *map;
+	const struct btf_type *sec;
+	const struct btf_var_secinfo *vs;
+	struct btf *btf = bpf_object__btf(obj);
+	size_t size;
+	char *data;
+	int i, sec_id;
+
+	if (!eq || eq - assignment >= (long)sizeof(name))
+		return -EINVAL;
+	memcpy(name, assignment, eq - assignment);
+	name[eq - assignment] = 0;
+	value = strtoull(eq + 1, NULL, 0);
+
+	bpf_object__for_each_map(map, obj) {
+		if (!strstr(bpf_map__name(map), ".rodata"))
+			continue;
+		sec_id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
+		if (sec_id < 0)
+			return -ENOENT;
+		sec = btf__type_by_id(btf, sec_id);
+		data = bpf_map__initial_value(map, &size);
+		vs = btf_var_secinfos(sec);
+		for (i = 0; i < btf_vlen(sec); i++, vs++) {
+			const struct btf_type *var = btf__type_by_id(btf, vs->type);
+
+			if (strcmp(btf__name_by_offset(btf, var->name_off), name))
+				continue;
+			if (vs->offset + vs->size > size)
+				return -E2BIG;
+			switch (vs->size) {
+			case 1: *(__u8 *)(data + vs->offset) = value; break;
+			case 2: *(__u16 *)(data + vs->offset) = value; break;
+			case 4: *(__u32 *)(data + vs->offset) = value; break;
+			case 8: *(__u64 *)(data + vs->offset) = value; break;
+			default: return -EINVAL;
+			}
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/*
+ * libbpf (up to the 1.5 in 6.12's tools/) writes a struct_ops map's value, which
+ * makes it ready for BPF_LINK_CREATE, only inside bpf_map__attach_struct_ops().
+ * That link has no cgroup, which memcg_bpf_ops refuses (-EINVAL): call it once to
+ * write the value, then create the cgroup link ourselves.
+ */
+static void prime_struct_ops(struct bpf_map *ops)
+{
+	struct bpf_link *l = bpf_map__attach_struct_ops(ops);
+
+	/* should the kernel accept a link without a cgroup, do not keep it */
+	if (l)
+		bpf_link__destroy(l);
+}
+
+static int link_create(int map_fd, int target_fd, __u32 flags)
+{
+	union bpf_attr attr;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.link_create.map_fd = map_fd;
+	attr.link_create.target_fd = target_fd;
+	attr.link_create.attach_type = BPF_STRUCT_OPS;
+	attr.link_create.flags = flags;
+	return syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
+}
+
+static void unpin_all(const char *dir)
+{
+	char path[PATH_MAX];
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+static int cmd_attach(struct opts *o)
+{
+	struct bpf_object *obj;
+	struct bpf_map *map, *ops = NULL;
+	struct bpf_map_info info = {};
+	__u32 info_len = sizeof(info);
+	char path[PATH_MAX];
+	int err, i, cg_fd = -1, link_fd = -1;
+	__u32 flags = 0;
+
+	obj = bpf_object__open_file(o->obj, NULL);
+	if (!obj)
+		return fail("open", errno, o->obj);
+	for (i = 0; i < o->nr_sets; i++) {
+		err = set_rodata(obj, o->sets[i]);
+		if (err) {
+			bpf_object__close(obj);
+			return fail("config", -err, o->sets[i]);
+		}
+	}
+	bpf_object__for_each_map(map, obj)
+		if (bpf_map__type(map) == BPF_MAP_TYPE_STRUCT_OPS)
+			ops = map;
+	if (!ops) {
+		bpf_object__close(obj);
+		return fail("open", ENOENT, "no struct_ops map in object");
+	}
+	err = bpf_object__load(obj);
+	if (err) {
+		bpf_object__close(obj);
+		return fail("load", -err, "bpf_object__load (verifier log on stderr)");
+	}
+
+	if (!(bpf_map__map_flags(ops) & BPF_F_LINK)) {
+		/* A struct_ops map without BPF_F_LINK registers globally on update. */
+		struct bpf_link *l = bpf_map__attach_struct_ops(ops);
+
+		err = l ? 0 : -errno;
+		bpf_link__destroy(l);
+		bpf_object__close(obj);
+		return err ? fail("attach", -err, "global (non-link) registration")
+			   : fail("attach", 0, "global registration unexpectedly succeeded");
+	}
+
+	prime_struct_ops(ops);
+	if (o->cgroup) {
+		cg_fd = open(o->cgroup, O_RDONLY | O_DIRECTORY);
+		if (cg_fd < 0) {
+			err = errno;
+			bpf_object__close(obj);
+			return fail("attach", err, o->cgroup);
+		}
+		flags |= BPF_F_CGROUP_FD;
+	}
+	if (o->override)
+		flags |= BPF_F_ALLOW_OVERRIDE;
+	if (o->raw_flags >= 0)
+		flags = o->raw_flags;
+
+	link_fd = link_create(bpf_map__fd(ops), cg_fd < 0 ? 0 : cg_fd, flags);
+	err = link_fd < 0 ? errno : 0;
+	if (cg_fd >= 0)
+		close(cg_fd);
+	if (err) {
+		bpf_object__close(obj);
+		return fail("attach", err, "BPF_LINK_CREATE");
+	}
+
+	if (mkdir(o->pin, 0700) && errno != EEXIST) {
+		err = errno;
+		goto undo;
+	}
+	snprintf(path, sizeof(path), "%s/link", o->pin);
+	if (bpf_obj_pin(link_fd, path)) {
+		err = errno;
+		goto undo;
+	}
+	bpf_object__for_each_map(map, obj) {
+		if (map == ops || strchr(bpf_map__name(map), '.'))
+			continue;	/* internal .rodata/.bss maps are not pinned */
+		snprintf(path, sizeof(path), "%s/%s", o->pin, bpf_map__name(map));
+		if (bpf_map__pin(map, path)) {
+			err = errno;
+			goto undo;
+		}
+	}
+	bpf_map_get_info_by_fd(bpf_map__fd(ops), &info, &info_len);
+	{
+		struct bpf_link_info li = {};
+		__u32 li_len = sizeof(li);
+
+		bpf_link_get_info_by_fd(link_fd, &li, &li_len);
+		printf("{\"ok\": true, \"link_id\": %u, \"map_id\": %u, \"cgroup_id\": %llu, \"flags\": %u}\n",
+		       li.id, info.id, (unsigned long long)li.struct_ops.cgroup_id, flags);
+	}
+	close(link_fd);
+	bpf_object__close(obj);
+	return 0;
+
+undo:
+	unpin_all(o->pin);
+	close(link_fd);
+	bpf_object__close(obj);
+	return fail("pin", err, o->pin);
+}
+
+static int open_link(struct opts *o)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/link", o->pin);
+	return bpf_obj_get(path);
+}
+
+static int cmd_detach(struct opts *o)
+{
+	int fd = open_link(o);
+
+	if (fd < 0)
+		return fail("open", errno, o->pin);
+	if (bpf_link_detach(fd)) {
+		int err = errno;
+
+		close(fd);
+		return fail("detach", err, "BPF_LINK_DETACH");
+	}
+	close(fd);
+	printf("{\"ok\": true}\n");
+	return 0;
+}
+
+static int cmd_info(struct opts *o, int timeout_ms)
+{
+	struct bpf_link_info li = {};
+	__u32 len = sizeof(li);
+	struct pollfd pfd;
+	int fd = open_link(o), hup;
+
+	if (fd < 0)
+		return fail("open", errno, o->pin);
+	if (bpf_link_get_info_by_fd(fd, &li, &len)) {
+		int err = errno;
+
+		close(fd);
+		return fail("info", err, "link info");
+	}
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	hup = poll(&pfd, 1, timeout_ms) > 0 && (pfd.revents & POLLHUP);
+	printf("{\"ok\": true, \"link_id\": %u, \"type\": %u, \"map_id\": %u, \"cgroup_id\": %llu, "
+	       "\"hup\": %s}\n", li.id, li.type, li.struct_ops.map_id,
+	       (unsigned long long)li.struct_ops.cgroup_id, hup ? "true" : "false");
+	close(fd);
+	return 0;
+}
+
+static int open_map(struct opts *o)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", o->pin, o->map);
+	return bpf_obj_get(path);
+}
+
+static int cmd_map_dump(struct opts *o)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info), k;
+	int fd = open_map(o);
+
+	if (fd < 0)
+		return fail("open", errno, o->map);
+	bpf_map_get_info_by_fd(fd, &info, &len);
+	if (info.type != BPF_MAP_TYPE_ARRAY || info.value_size != 8) {
+		close(fd);
+		return fail("dump", EINVAL, "only u64 arrays are dumped");
+	}
+	printf("{\"ok\": true, \"values\": [");
+	for (k = 0; k < info.max_entries; k++) {
+		__u64 v = 0;
+
+		bpf_map_lookup_elem(fd, &k, &v);
+		printf("%s%llu", k ? ", " : "", (unsigned long long)v);
+	}
+	printf("]}\n");
+	close(fd);
+	return 0;
+}
+
+static int unhex(const char *hex, unsigned char *out, size_t want)
+{
+	size_t i;
+
+	if (!hex || strlen(hex) != want * 2)
+		return -EINVAL;
+	for (i = 0; i < want; i++) {
+		unsigned int b;
+
+		if (sscanf(hex + 2 * i, "%2x", &b) != 1)
+			return -EINVAL;
+		out[i] = b;
+	}
+	return 0;
+}
+
+/* Parse key (and value, if value_hex) for map fd; 0 or -EINVAL. */
+static int map_args(int fd, const char *key_hex, const char *value_hex, unsigned char *key, unsigned char *value,
+		    __u32 *value_size)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+
+	if (bpf_map_get_info_by_fd(fd, &info, &len) || info.key_size > 64 || info.value_size > 256 ||
+	    unhex(key_hex, key, info.key_size) || (value_hex && unhex(value_hex, value, info.value_size)))
+		return -EINVAL;
+	*value_size = info.value_size;
+	return 0;
+}
+
+/* update/lookup/delete one element; prints the reply line. */
+static int map_op(const char *op, int fd, const char *name, const char *key_hex, const char *value_hex)
+{
+	unsigned char key[64], value[256];
+	__u32 value_size, i;
+	int err;
+
+	if (map_args(fd, key_hex, value_hex, key, value, &value_size))
+		return fail(op, EINVAL, "key/value hex does not match the map's sizes");
+	if (!strcmp(op, "update"))
+		err = bpf_map_update_elem(fd, key, value, BPF_ANY) ? errno : 0;
+	else if (!strcmp(op, "delete"))
+		err = bpf_map_delete_elem(fd, key) ? errno : 0;
+	else
+		err = bpf_map_lookup_elem(fd, key, value) ? errno : 0;
+	if (err)
+		return fail(op, err, name);
+	printf("{\"ok\": true");
+	if (!strcmp(op, "lookup")) {
+		printf(", \"value_hex\": \"");
+		for (i = 0; i < value_size; i++)
+			printf("%02x", value[i]);
+		printf("\"");
+	}
+	printf("}\n");
+	return 0;
+}
+
+static int cmd_map_op(struct opts *o, const char *op)
+{
+	int fd = open_map(o), ret;
+
+	if (fd < 0)
+		return fail("open", errno, o->map);
+	ret = map_op(op, fd, o->map, o->key_hex, !strcmp(op, "update") ? o->value_hex : NULL);
+	close(fd);
+	return ret;
+}
+
+/* Load an object for the cycle commands; returns the struct_ops map fd or -errno. */
+static int load_ops(const char *file, struct bpf_object **objp)
+{
+	struct bpf_object *obj = bpf_object__open_file(file, NULL);
+	struct bpf_map *map, *ops = NULL;
+	int err;
+
+	if (!obj)
+		return -errno;
+	bpf_object__for_each_map(map, obj)
+		if (bpf_map__type(map) == BPF_MAP_TYPE_STRUCT_OPS)
+			ops = map;
+	err = ops ? bpf_object__load(obj) : -ENOENT;
+	if (err) {
+		bpf_object__close(obj);
+		return err;
+	}
+	prime_struct_ops(ops);
+	*objp = obj;
+	return bpf_map__fd(ops);
+}
+
+static int cmd_attach_cycle(struct opts *o, int count)
+{
+	struct bpf_object *obj;
+	int map_fd = load_ops(o->obj, &obj), i, done = 0, err = 0;
+	int cg_fd = open(o->cgroup, O_RDONLY | O_DIRECTORY);
+
+	if (map_fd < 0 || cg_fd < 0) {
+		err = map_fd < 0 ? -map_fd : errno;
+		if (map_fd >= 0)
+			bpf_object__close(obj);
+		if (cg_fd >= 0)
+			close(cg_fd);
+		return fail("load", err, o->obj);
+	}
+	for (i = 0; i < count; i++) {
+		int link = link_create(map_fd, cg_fd, BPF_F_CGROUP_FD);
+
+		if (link < 0) {
+			err = errno;
+			break;
+		}
+		/* closing the only fd releases the link: dealloc -> unreg */
+		close(link);
+		done++;
+	}
+	close(cg_fd);
+	bpf_object__close(obj);
+	if (err)
+		return fail("attach", err, "cycle");
+	printf("{\"ok\": true, \"cycles\": %d}\n", done);
+	return 0;
+}
+
+static int cmd_remove_cycle(struct opts *o, int count)
+{
+	struct bpf_object *obj;
+	char path[PATH_MAX];
+	int map_fd = load_ops(o->obj, &obj), i, done = 0, hups = 0, err = 0;
+
+	if (map_fd < 0)
+		return fail("load", -map_fd, o->obj);
+	for (i = 0; i < count && !err; i++) {
+		struct pollfd pfd;
+		int cg_fd, link;
+
+		snprintf(path, sizeof(path), "%s/rm%d", o->cgroup, i);
+		if (mkdir(path, 0755)) {
+			err = errno;
+			break;
+		}
+		cg_fd = open(path, O_RDONLY | O_DIRECTORY);
+		link = cg_fd < 0 ? -1 : link_create(map_fd, cg_fd, BPF_F_CGROUP_FD);
+		if (link < 0)
+			err = errno;
+		if (cg_fd >= 0)
+			close(cg_fd);
+		if (rmdir(path) && !err)
+			err = errno;
+		if (link >= 0) {
+			pfd.fd = link;
+			pfd.events = POLLIN;
+			if (poll(&pfd, 1, 5000) > 0 && (pfd.revents & POLLHUP))
+				hups++;
+			close(link);
+		}
+		done++;
+	}
+	bpf_object__close(obj);
+	if (err)
+		return fail("cycle", err, path);
+	printf("{\"ok\": true, \"cycles\": %d, \"hups\": %d}\n", done, hups);
+	return 0;
+}
+
+static int print_record(void *ctx, void *data, size_t size)
+{
+	int *count = ctx;
+	size_t i;
+
+	printf("%s\"", (*count)++ ? ", " : "");
+	for (i = 0; i < size; i++)
+		printf("%02x", ((unsigned char *)data)[i]);
+	printf("\"");
+	return 0;
+}
+
+static int cmd_ringbuf_drain(struct opts *o)
+{
+	struct ring_buffer *rb;
+	int fd = open_map(o), count = 0;
+
+	if (fd < 0)
+		return fail("open", errno, o->map);
+	printf("{\"ok\": true, \"records\": [");
+	rb = ring_buffer__new(fd, print_record, &count, NULL);
+	if (rb) {
+		ring_buffer__poll(rb, o->timeout_ms);
+		ring_buffer__consume(rb);
+		ring_buffer__free(rb);
+	}
+	printf("]}\n");
+	close(fd);
+	return 0;
+}
+
+static int stream_record(void *ctx, void *data, size_t size)
+{
+	size_t i;
+
+	printf("{\"record\": \"");
+	for (i = 0; i < size; i++)
+		printf("%02x", ((unsigned char *)data)[i]);
+	printf("\"}\n");
+	return 0;
+}
+
+/*
+ * A controller's session with an attached policy: one process instead of one per map update, and ring buffer
+ * records pushed as they are produced (poll on the ring buffer's epoll fd), so user space can escalate within
+ * a scheduling delay of the kernel's decision. stdin commands, one per line:
+ *   update MAP KEYHEX VALUEHEX | lookup MAP KEYHEX | delete MAP KEYHEX
+ * Each gets one reply line ({"ok": ...}); records come as {"record": HEX} lines in between. EOF ends it.
+ */
+static void serve_line(struct opts *o, char *line)
+{
+	char *save, *op = strtok_r(line, " ", &save), *name = strtok_r(NULL, " ", &save);
+	char *key = strtok_r(NULL, " ", &save), *value = strtok_r(NULL, " ", &save);
+	struct opts one = *o;
+	int fd;
+
+	if (!op || !name || !key || (strcmp(op, "update") && strcmp(op, "lookup") && strcmp(op, "delete")) ||
+	    (!strcmp(op, "update") && !value)) {
+		fail("serve", EINVAL, "expected: update MAP KEY VALUE | lookup MAP KEY | delete MAP KEY");
+		return;
+	}
+	one.map = name;
+	fd = open_map(&one);
+	if (fd < 0) {
+		fail("open", errno, name);
+		return;
+	}
+	map_op(op, fd, name, key, !strcmp(op, "update") ? value : NULL);
+	close(fd);
+}
+
+static int cmd_serve(struct opts *o)
+{
+	struct ring_buffer *rb = NULL;
+	char buf[16384];
+	size_t have = 0;
+	int rfd = -1;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (o->map) {
+		rfd = open_map(o);
+		if (rfd < 0)
+			return fail("open", errno, o->map);
+		rb = ring_buffer__new(rfd, stream_record, NULL, NULL);
+		if (!rb) {
+			close(rfd);
+			return fail("ringbuf", errno, o->map);
+		}
+	}
+	printf("{\"ok\": true, \"serving\": \"%s\"}\n", o->pin);
+	for (;;) {
+		struct pollfd pfd[2] = { { .fd = 0, .events = POLLIN },
+					 { .fd = rb ? ring_buffer__epoll_fd(rb) : -1, .events = POLLIN } };
+		char *nl;
+		ssize_t n;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (rb && (pfd[1].revents & POLLIN))
+			ring_buffer__consume(rb);
+		if (!(pfd[0].revents & (POLLIN | POLLHUP)))
+			continue;
+		n = read(0, buf + have, sizeof(buf) - 1 - have);
+		if (n <= 0)
+			break;	/* EOF: the controller is done */
+		have += n;
+		buf[have] = 0;
+		/* stdin is read raw (no stdio buffer) so poll() never misses lines already read */
+		while ((nl = strchr(buf, '\n'))) {
+			*nl = 0;
+			serve_line(o, buf);
+			have -= nl + 1 - buf;
+			memmove(buf, nl + 1, have + 1);
+		}
+		if (have == sizeof(buf) - 1) {
+			fail("serve", E2BIG, "command line too long");
+			have = 0;
+		}
+	}
+	if (rb) {
+		ring_buffer__consume(rb);
+		ring_buffer__free(rb);
+		close(rfd);
+	}
+	return 0;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: memcg_loader attach OBJ --pin DIR [--cgroup PATH|--no-cgroup] [--override]\n"
+			"                    [--flags N] [--set VAR=VALUE]...\n"
+			"       memcg_loader detach|unpin|info --pin DIR\n"
+			"       memcg_loader wait-hup --pin DIR --timeout-ms N\n"
+			"       memcg_loader map-dump --pin DIR --map NAME\n"
+			"       memcg_loader map-update --pin DIR --map NAME --key-hex H --value-hex H\n"
+			"       memcg_loader map-lookup|map-delete --pin DIR --map NAME --key-hex H\n"
+			"       memcg_loader serve --pin DIR [--map RINGBUF]\n"
+			"       memcg_loader attach-cycle|remove-cycle OBJ --cgroup PATH --count N\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { .raw_flags = -1 };
+	int i;
+
+	if (argc < 2)
+		return usage();
+	o.cmd = argv[1];
+	for (i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(a, "--pin") && next) o.pin = argv[++i];
+		else if (!strcmp(a, "--cgroup") && next) o.cgroup = argv[++i];
+		else if (!strcmp(a, "--no-cgroup")) o.no_cgroup = 1;
+		else if (!strcmp(a, "--override")) o.override = 1;
+		else if (!strcmp(a, "--flags") && next) o.raw_flags = strtoll(argv[++i], NULL, 0);
+		else if (!strcmp(a, "--set") && next && o.nr_sets < MAX_SETS) o.sets[o.nr_sets++] = argv[++i];
+		else if (!strcmp(a, "--map") && next) o.map = argv[++i];
+		else if (!strcmp(a, "--key-hex") && next) o.key_hex = argv[++i];
+		else if (!strcmp(a, "--value-hex") && next) o.value_hex = argv[++i];
+		else if (!strcmp(a, "--timeout-ms") && next) o.timeout_ms = atoi(argv[++i]);
+		else if (!strcmp(a, "--count") && next) o.count = atoi(argv[++i]);
+		else if (a[0] != '-' && !o.obj) o.obj = a;
+		else return usage();
+	}
+	libbpf_set_print(libbpf_quiet);
+	if (!strcmp(o.cmd, "attach-cycle") && o.obj && o.cgroup)
+		return cmd_attach_cycle(&o, o.count);
+	if (!strcmp(o.cmd, "remove-cycle") && o.obj && o.cgroup)
+		return cmd_remove_cycle(&o, o.count);
+	if (!o.pin)
+		return usage();
+	if (!strcmp(o.cmd, "attach")) {
+		if (!o.obj || (!o.cgroup && !o.no_cgroup))
+			return usage();
+		return cmd_attach(&o);
+	}
+	if (!strcmp(o.cmd, "detach"))
+		return cmd_detach(&o);
+	if (!strcmp(o.cmd, "unpin")) {
+		unpin_all(o.pin);
+		printf("{\"ok\": true}\n");
+		return 0;
+	}
+	if (!strcmp(o.cmd, "info"))
+		return cmd_info(&o, 0);
+	if (!strcmp(o.cmd, "wait-hup"))
+		return cmd_info(&o, o.timeout_ms);
+	if (!strcmp(o.cmd, "map-dump") && o.map)
+		return cmd_map_dump(&o);
+	if (!strcmp(o.cmd, "map-update") && o.map && o.value_hex)
+		return cmd_map_op(&o, "update");
+	if (!strcmp(o.cmd, "map-lookup") && o.map)
+		return cmd_map_op(&o, "lookup");
+	if (!strcmp(o.cmd, "map-delete") && o.map)
+		return cmd_map_op(&o, "delete");
+	if (!strcmp(o.cmd, "serve"))
+		return cmd_serve(&o);
+	if (!strcmp(o.cmd, "ringbuf-drain") && o.map)
+		return cmd_ringbuf_drain(&o);
+	return usage();
+}

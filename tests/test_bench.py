@@ -1,0 +1,71 @@
+"""The evaluation report (agentcg.bench): the sweep's verdict and the comparison table, from recorded numbers."""
+from agentcg.bench import densest, next_count, peak_provisioned, rows, smallest_share
+
+
+def run(share, policy, survived, agents=3, **kw):
+    return {"share": share, "policy": policy, "survived": survived, "agents": agents, **kw}
+
+
+def test_smallest_share_is_where_survival_holds_from_there_up():
+    runs = [run(0.7, "a", 2), run(0.8, "a", 3), run(0.9, "a", 3), run(1.0, "a", 3),
+            run(0.7, "b", 3), run(0.8, "b", 2), run(0.9, "b", 3), run(1.0, "b", 3)]
+    assert smallest_share(runs, "a") == 0.8
+    assert smallest_share(runs, "b") == 0.9  # survival at 0.7 was luck: 0.8 failed
+
+
+def test_smallest_share_none_when_the_largest_fails_or_errors():
+    assert smallest_share([run(0.9, "a", 3), run(1.0, "a", 1)], "a") is None
+    assert smallest_share([{"share": 1.0, "policy": "k", "error": "no memcg_bpf_ops"}], "k") is None
+    assert smallest_share([], "a") is None
+
+
+def test_table_compares_user_space_and_in_kernel_from_one_run():
+    m = {"tight_policies": {"alone_s": 13.0,
+                            "static-avg": {"survived": 0, "agents": 3},
+                            "agentcg": {"survived": 3, "agents": 3, "throttles": 1, "high_overhead": 1.4},
+                            "agentcg-kernel": {"survived": 3, "agents": 3, "throttles": 2, "kernel_delays": 5,
+                                               "high_overhead": 1.38}},
+         "reaction_kernel_vs_user": {"user_p50_s": 0.056, "user_p99_s": 0.066, "kernel_p50_s": 0.007,
+                                     "kernel_p99_s": 0.014}}
+    table = {r[0]: r[1:] for r in rows(m)}
+    assert table["tight: agents surviving"] == ("3/3", "3/3", "static-avg 0/3")
+    assert table["tight: throttles / kernel delays"][1] == "2 / 5"
+    assert table["reaction P50 (burst -> enforcement)"][:2] == ("56.0 ms", "7.0 ms")
+    assert "moderate: high-prio alloc P50 vs none" not in table  # not measured: no row
+
+
+def test_peak_provisioning_admits_agents_while_their_peaks_fit():
+    assert peak_provisioned([4, 2, 1, 1], 7) == 3
+    assert peak_provisioned([4, 2, 1, 1], 8) == 4
+    assert peak_provisioned([9, 1], 8) == 0  # the first agent alone does not fit: none is admitted
+
+
+def test_densest_count_is_below_the_smallest_failure():
+    assert densest({4: True, 8: True, 16: False, 12: True, 14: False, 13: True}) == 13
+    assert densest({4: True, 8: False, 12: True}) == 4  # 12 holding above a failure at 8 was luck
+    assert densest({4: False}) == 0
+
+
+def test_density_search_gallops_then_bisects():
+    def search(holds_up_to, start, pool):
+        tried = {}
+        while (n := next_count(tried, start, pool)) is not None:
+            tried[n] = n <= holds_up_to
+        return densest(tried), len(tried)
+    assert search(11, 4, 15) == (11, 6)  # 4, 8 hold, 15 fails, 11 holds, 13 and 12 fail
+    assert search(15, 4, 15)[0] == 15  # the pool runs out first
+    assert search(2, 4, 15)[0] == 2  # fewer than peak provisioning admits
+    assert search(0, 1, 15)[0] == 0
+
+
+def test_table_reports_the_sweep_with_tool_calls_killed_and_density():
+    m = {"budget_sweep": {"shares": [0.7, 0.8], "smallest_share_all_survive": {
+            "none": 0.7, "oomd": 0.8, "agentcg": 0.8, "agentcg-kernel": 0.7},
+            "runs": [run(0.7, "none", 3, tool_calls_killed=1), run(0.7, "agentcg-kernel", 3, tool_calls_killed=0),
+                     run(0.7, "agentcg", 2, tool_calls_killed=2), run(0.7, "oomd", 2, tool_calls_killed=1)]},
+         "density": {"memory_bytes": 6 * 2**30, "peak_provisioning": 4, "pool_exhausted": ["agentcg-kernel"],
+                     "densest_zero_agent_kills": {"none": 6, "agentcg": 9, "agentcg-kernel": 15}}}
+    table = {r[0]: r[1:] for r in rows(m)}
+    assert table["sweep: smallest budget, all agents survive"] == ("80%", "70%", "none 70%, oomd 80%")
+    assert table["sweep at 70%: tool calls killed"] == ("2", "0", "none 1, oomd 1")
+    assert table["density: agents in 6 GiB, no agent killed"] == ("9", "15+", "peak provisioning 4, none 6")

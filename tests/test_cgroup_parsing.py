@@ -1,0 +1,17 @@
+from agentcg.cgroup import parse_keyed, parse_pressure, values_close
+
+
+def test_keyed_files():
+    assert parse_keyed("low 0\nhigh 12\nmax 3\noom 1\noom_kill 1\n") == {
+        "low": 0, "high": 12, "max": 3, "oom": 1, "oom_kill": 1}
+    assert parse_keyed("populated 1\nfrozen 0\n")["populated"] == 1
+
+
+def test_pressure_file():
+    p = parse_pressure("some avg10=1.50 avg60=0.30 avg300=0.00 total=12345\n"
+                       "full avg10=0.00 avg60=0.00 avg300=0.00 total=100\n")
+    assert p["some"]["avg10"] == 1.5 and p["full"]["total"] == 100
+
+
+def test_values_close_tolerance():
+    assert values_close(50, 52, 3) and not values_close(50, 60, 3)

@@ -1,0 +1,46 @@
+import pytest
+
+from agentcg import kernels
+
+
+def write_table(tmp_path, text):
+    p = tmp_path / "kernels.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_shipped_table_loads_and_names_debian_kernels():
+    table = kernels.load_table()
+    assert {"debian-6.12", "debian-6.1"} <= set(table)
+    assert all(e["kind"] in kernels.KINDS for e in table.values())
+
+
+def test_invalid_yaml_is_a_clear_error(tmp_path):
+    with pytest.raises(kernels.KernelError, match="not valid YAML"):
+        kernels.load_table(write_table(tmp_path, "a: [unclosed"))
+
+
+def test_entry_without_kind_is_rejected(tmp_path):
+    with pytest.raises(kernels.KernelError, match="needs kind"):
+        kernels.load_table(write_table(tmp_path, "k:\n  package: x\n"))
+
+
+def test_unknown_name_lists_the_choices():
+    with pytest.raises(kernels.KernelError, match=r"unknown kernel 'nope'.*debian-6.12"):
+        kernels.resolve("nope", table=kernels.load_table(), install=False)
+
+
+def test_path_to_an_image_resolves_without_declarations(tmp_path):
+    image = tmp_path / "bzImage"
+    image.write_bytes(b"\0")
+    k = kernels.resolve(str(image), table={})
+    assert k.image == image and k.features is None and k.slug == "bzImage"
+
+
+def test_release_and_version_order():
+    assert kernels.debian_release("linux-image-6.12.117+deb12-amd64-unsigned") == "6.12.117+deb12-amd64"
+    assert kernels.debian_release("linux-image-6.1.0-56-amd64-unsigned") == "6.1.0-56-amd64"
+    names = ["linux-image-6.12.9+deb12-amd64-unsigned", "linux-image-6.12.117+deb12-amd64-unsigned"]
+    assert sorted(names, key=kernels.version_key)[-1] == names[1]
+    with pytest.raises(kernels.KernelError):
+        kernels.debian_release("not-a-kernel")

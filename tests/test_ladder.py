@@ -1,0 +1,82 @@
+"""The graduated response, decision by decision (agentcg.ladder)."""
+import pytest
+
+from agentcg.ladder import MIB, LadderConfig, ToolView, decide, next_stage
+
+CFG = LadderConfig(reserve_bytes=64 * MIB, runaway_factor=4, stall_frac=0.5, freeze_after_s=1, kill_after_s=3)
+
+
+def view(**kw):
+    base = dict(usage=100 * MIB, budget=256 * MIB, headroom=1024 * MIB, stall_frac=0.0, stage="running",
+                stage_age=0.0, stalled_for=0.0)
+    base.update(kw)
+    return ToolView(**base)
+
+
+def test_within_budget_nothing_happens():
+    assert decide(view(), CFG).action == "none"
+
+
+def test_over_budget_with_headroom_is_allowed():
+    assert decide(view(usage=300 * MIB), CFG).action == "none"
+
+
+def test_over_budget_without_headroom_is_throttled_at_current_usage():
+    d = decide(view(usage=300 * MIB, headroom=10 * MIB), CFG)
+    assert d.action == "throttle" and d.high == 300 * MIB and "10 MiB left" in d.reason
+
+
+def test_runaway_is_throttled_from_twice_the_reserve_but_not_with_memory_to_spare():
+    assert decide(view(usage=1100 * MIB, headroom=1024 * MIB), CFG).action == "none"
+    d = decide(view(usage=1100 * MIB, headroom=100 * MIB), CFG)  # 100 MiB: above the reserve, under twice it
+    assert d.action == "throttle" and "4x its budget" in d.reason
+    assert decide(view(usage=300 * MIB, headroom=100 * MIB), CFG).action == "none"  # not a runaway
+
+
+def test_throttled_or_frozen_runaway_resumes_when_memory_is_plentiful():
+    assert decide(view(stage="throttled", usage=1100 * MIB, headroom=1024 * MIB), CFG).action == "release"
+    assert decide(view(stage="frozen", usage=1100 * MIB, headroom=1024 * MIB, stage_age=5), CFG).action == "thaw"
+
+
+def test_throttled_call_released_when_headroom_returns():
+    assert decide(view(stage="throttled", usage=300 * MIB, headroom=200 * MIB), CFG).action == "release"
+
+
+def test_throttled_call_stalling_long_enough_is_frozen():
+    v = view(stage="throttled", usage=300 * MIB, headroom=10 * MIB, stall_frac=0.9)
+    assert decide(ToolView(**{**v.__dict__, "stalled_for": 0.5}), CFG).action == "none"
+    d = decide(ToolView(**{**v.__dict__, "stalled_for": 1.2}), CFG)
+    assert d.action == "freeze" and "stalled on memory.high for 1.2 s" in d.reason
+
+
+def test_frozen_call_thawed_when_room_returns_else_killed_after_timeout():
+    frozen = dict(stage="frozen", usage=300 * MIB)
+    assert decide(view(**frozen, headroom=500 * MIB, stage_age=0.2), CFG).action == "thaw"
+    assert decide(view(**frozen, headroom=0, stage_age=2.9), CFG).action == "none"
+    d = decide(view(**frozen, headroom=0, stage_age=3.1), CFG)
+    assert d.action == "kill" and "frozen 3.1 s" in d.reason
+
+
+def test_killed_is_final_and_stage_transitions():
+    assert decide(view(stage="killed", usage=10**12, headroom=0), CFG).action == "none"
+    order = ["throttle", "freeze", "kill"]
+    stage = "running"
+    for action in order:
+        stage = next_stage(stage, action)
+    assert stage == "killed"
+    assert next_stage("frozen", "thaw") == "running" and next_stage("running", "none") == "running"
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError):
+        LadderConfig(runaway_factor=0.5)
+    with pytest.raises(ValueError):
+        LadderConfig(stall_frac=0)
+
+
+def test_low_priority_is_throttled_first_high_priority_last():
+    tight = dict(usage=300 * MIB, headroom=100 * MIB)  # between 0.5x and 2x the 64 MiB reserve
+    assert decide(view(**tight, priority="low"), CFG).action == "throttle"
+    assert decide(view(**tight, priority="normal"), CFG).action == "none"
+    assert decide(view(usage=300 * MIB, headroom=40 * MIB, priority="high"), CFG).action == "none"
+    assert decide(view(usage=300 * MIB, headroom=20 * MIB, priority="high"), CFG).action == "throttle"

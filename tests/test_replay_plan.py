@@ -1,0 +1,677 @@
+"""The replayer's host-side logic: trace -> plans (speed and scale applied), scenarios and budgets, policies,
+fidelity and latency math, the environment check; and the whole orchestration (real worker processes, forks,
+held calls, clean-up) on a plain directory tree standing in for cgroupfs, with the workers counting their own
+chunks instead of reading memory.current. Real cgroups are exercised by vmtests/test_replay.py."""
+import json
+import os
+import shutil
+import signal
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agentcg import cgroup, replay, synth, traces
+from agentcg.replay import AgentSpec, ReplayError, ScenarioError, SharedTracesMissing
+from agentcg.traces import Sample, ToolCall, Trace
+
+MB = 1_000_000
+FIXTURES = synth.FIXTURES_DIR
+SHARED = traces.default_root() / "batch_swebench_18tasks"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared traces not present ({SHARED})")
+
+
+def make_trace(mems_mb, calls=(), name="t", dt=1.0):
+    samples = [Sample(i * dt, int(m * MB), 1.0) for i, m in enumerate(mems_mb)]
+    return Trace(name, None, samples, [ToolCall(*c) if not isinstance(c, ToolCall) else c for c in calls],
+                 {"has_calls": True})
+
+
+def bash(start, end, command="python -m pytest", category="test"):
+    return ToolCall(start, end, "Bash", command, category)
+
+
+# --- plans --------------------------------------------------------------------------------------------------
+
+def test_a_tool_call_owns_its_burst_and_the_agent_keeps_its_level():
+    trace = make_trace([200, 200, 200, 800, 1000, 200, 200], [bash(2.5, 4.6)])
+    plan = replay.build_plan(trace)
+    (call,) = plan.calls
+    assert call.n == 0 and call.start == 2.5
+    assert call.end == 5.0, "window runs to the first sample after the call (podman lag)"
+    # L0 = 200 MB (the sample before the start), the call holds the rest of the (linear) curve
+    assert call.points == [(0.0, 300 * MB), (0.5, 600 * MB), (1.5, 800 * MB), (2.5, 0)]
+    assert call.peak == 800 * MB and call.hold == 0
+    assert all(b == 200 * MB for _, b in plan.agent), "the agent never holds the burst"
+    for s in trace.samples:
+        assert plan.total_at(s.t) == s.mem_bytes
+
+
+def test_the_window_does_not_reach_into_the_next_call():
+    trace = make_trace([200, 200, 600, 200, 200, 200], [bash(1.5, 2.2), bash(2.4, 2.8, "git diff", "git")])
+    plan = replay.build_plan(trace)
+    first, second = plan.calls
+    assert first.end == 2.2 and second.start == 2.4 and second.end == 3.0
+    assert len(plan.groups) == 2
+
+
+def test_the_window_is_not_stretched_beyond_one_and_a_half_sample_intervals():
+    trace = make_trace([200, 200, 200, 200, 200, 200], [bash(1.0, 1.2)], dt=2.0)
+    (call,) = replay.build_plan(trace).calls
+    assert call.end == 2.0  # next sample at 2.0 is within 1.5 x 2 s
+    trace = make_trace([200] * 20, [bash(1.0, 1.2)], dt=0.1)
+    (call,) = replay.build_plan(trace).calls
+    assert call.end == pytest.approx(1.2)
+
+
+def test_overlapping_calls_are_one_group_with_one_memory_owner():
+    trace = make_trace([200, 200, 200, 900, 900, 200, 200],
+                       [bash(2.0, 4.5), ToolCall(2.5, 2.7, "Read", None, "Read"), bash(3.0, 3.5, "ls", "explore")])
+    plan = replay.build_plan(trace)
+    assert len(plan.groups) == 1
+    owner = max(plan.calls, key=lambda c: c.peak)
+    assert owner.n == 0 and owner.peak == 700 * MB
+    others = [c for c in plan.calls if c.n != 0]
+    assert all(c.peak == 0 and c.group == owner.group for c in others)
+    assert [c.end - c.start for c in sorted(others, key=lambda c: c.n)] == [pytest.approx(0.2), pytest.approx(0.5)]
+    for s in trace.samples:
+        assert plan.total_at(s.t) == s.mem_bytes
+
+
+def test_delegation_calls_are_the_agents_memory():
+    trace = make_trace([200, 200, 1400, 200, 200], [ToolCall(0.5, 3.5, "Task", None, "Task")])
+    plan = replay.build_plan(trace)
+    assert plan.calls == []
+    assert [b for _, b in plan.agent] == [s.mem_bytes for s in trace.samples]
+
+
+def test_calls_outside_the_samples_are_clipped_or_dropped():
+    trace = make_trace([200, 200, 200], [bash(-1.0, 0.5), bash(5.0, 6.0)])
+    plan = replay.build_plan(trace)
+    assert [c.n for c in plan.calls] == [0] and plan.calls[0].start == 0.0
+
+
+def test_retry_loop_memory_is_held_by_the_calls_that_left_it():
+    # The same command three times, each leaving +100 MB that never goes away.
+    mems = [200, 200, 400, 300, 300, 500, 400, 400, 600, 500, 500, 500]
+    calls = [bash(1.5, 3.0), bash(4.5, 6.0), bash(7.5, 9.0)]
+    plan = replay.build_plan(make_trace(mems, calls))
+    holders = [c for c in plan.calls if c.hold]
+    assert [c.n for c in holders] == [0, 1, 2]
+    assert [c.hold for c in holders] == [100 * MB] * 3
+    assert all(c.release is None for c in holders), "accumulated memory is never released"
+    assert all(c.points[-1][1] == c.hold for c in holders)
+    assert all(b == 200 * MB for t, b in plan.agent if t >= 3), "the agent keeps its own level"
+    for i, m in enumerate(mems):
+        assert plan.total_at(float(i)) == m * MB
+    assert replay.retry_members(make_trace(mems, calls)) == {0, 1, 2}
+
+
+def test_held_memory_is_released_when_the_trace_drops():
+    mems = [200, 200, 400, 300, 300, 500, 400, 400, 600, 500, 500, 210, 210]
+    calls = [bash(1.5, 3.0), bash(4.5, 6.0), bash(7.5, 9.0)]
+    plan = replay.build_plan(make_trace(mems, calls))
+    assert [c.release for c in plan.calls] == [11.0, 11.0, 11.0]
+    assert plan.total_at(11.0) == 210 * MB
+    events = replay.worker_events(plan)
+    assert {"t": 11.0, "k": "r", "n": [0, 1, 2]} in events
+
+
+def test_single_runs_are_no_retry_loop():
+    mems = [200, 200, 400, 300, 300, 500, 400]
+    calls = [bash(1.5, 3.0), bash(4.5, 6.0, "python -m pytest -x")]
+    assert all(c.hold == 0 for c in replay.build_plan(make_trace(mems, calls)).calls)
+
+
+def test_scaling_divides_time_by_speed_and_multiplies_memory():
+    trace = make_trace([200, 200, 200, 800, 1000, 200, 200], [bash(2.5, 4.6)])
+    plan = replay.build_plan(trace).scaled(50, 0.1)
+    assert plan.duration == pytest.approx(6 / 50) and plan.peak == 100 * MB and plan.speed == 50
+    (call,) = plan.calls
+    assert call.start == pytest.approx(0.05) and call.end == pytest.approx(0.1)
+    assert call.points == [(0.0, 30 * MB), (0.01, 60 * MB), (0.03, 80 * MB), (0.05, 0)]
+    assert plan.agent[0] == (0.0, 20 * MB)
+    with pytest.raises(ValueError):
+        replay.build_plan(trace).scaled(0, 0.1)
+
+
+@pytest.mark.parametrize("stem", list(synth.FIXTURES))
+def test_plans_add_up_to_the_trace_at_every_sample(stem):
+    trace = traces.load(FIXTURES / f"{stem}.json")
+    plan = replay.build_plan(trace)
+    for s in trace.samples:
+        assert plan.total_at(s.t) == pytest.approx(s.mem_bytes, abs=4)
+    # every call has a process; bursts belong to calls, never to the agent
+    assert len(plan.calls) == len(trace.calls)
+    assert max(b for _, b in plan.agent) < 0.6 * max(s.mem_bytes for s in trace.samples) \
+        or not trace.meta["heavy_bursts"]
+
+
+def test_the_retry_fixture_replays_its_accumulation_as_held_calls():
+    plan = replay.build_plan(traces.load(FIXTURES / "synth-retry.json"))
+    holders = [c for c in plan.calls if c.hold]
+    assert len(holders) >= 3 and sum(c.hold for c in holders) > 100 * MB
+
+
+@needs_shared
+def test_recorded_plans_add_up_to_the_trace():
+    trace = traces.load_run(SHARED / "Medical_Bio_Hard" / "attempt_1", traces.default_root())
+    plan = replay.build_plan(trace)
+    for s in trace.samples:
+        assert plan.total_at(s.t - trace.samples[0].t) == pytest.approx(s.mem_bytes, abs=4)
+    assert max(c.peak for c in plan.calls) > 3_000 * MB, "the 4 GB pytest burst is a tool call's"
+
+
+def test_worker_events_are_in_time_order_and_ties_finish_before_they_start():
+    trace = make_trace([200, 200, 500, 200, 500, 200], [bash(1.0, 2.0), bash(3.0, 4.0, "ls", "explore")])
+    events = replay.worker_events(replay.build_plan(trace).scaled(10, 1.0))
+    assert [e["t"] for e in events] == sorted(e["t"] for e in events)
+    kinds = [e["k"] for e in events]
+    assert kinds.count("c") == 2 and kinds.count("w") == 2
+    start = next(e for e in events if e["k"] == "c")
+    assert start["p"][0] == [0.0, 0] and start["h"] is False and start["g"] == 0
+    at = {}
+    for e in events:
+        at.setdefault(e["t"], []).append(e["k"])
+    for ks in at.values():
+        assert ks == sorted(ks, key=lambda k: "wrac".index(k))
+    json.dumps(events)
+
+
+def test_zero_length_calls_are_waited_for_after_they_start():
+    # calls without an end time: one at a sample, one between samples, one ending where the next starts
+    trace = make_trace([200] * 8, [bash(2.0, 2.0), bash(3.5, 3.5, "ls", "explore"), bash(5.0, 6.0),
+                                   bash(6.0, 6.0, "git diff", "git")], dt=1.0)
+    events = replay.worker_events(replay.build_plan(trace))
+    started = set()
+    for e in events:
+        if e["k"] == "c":
+            started.add(e["g"])
+        if e["k"] == "w":
+            assert e["g"] in started, f"group {e['g']} waited for before it started: {events}"
+    assert sum(e["k"] == "w" for e in events) == 4
+
+
+# --- scenarios ----------------------------------------------------------------------------------------------
+
+def write(tmp_path, text, name="s.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_a_scenario_of_fixtures_computes_its_budget_from_the_traces(tmp_path):
+    path = write(tmp_path, """
+        name: mine
+        budget: {share_of_peaks: 0.89}
+        agents:
+          - trace: fixtures/traces/synth-burst.json
+            priority: high
+          - trace: fixtures/traces/synth-small.json
+          - trace: synth-retry.json
+        """)
+    shutil.copy(FIXTURES / "synth-retry.json", tmp_path)  # relative to the scenario file
+    s = replay.load_scenario(path)
+    assert s.name == "mine" and [a.priority for a in s.agents] == ["high", "normal", "normal"]
+    assert [a.name for a in s.agents] == ["synth-burst", "synth-small", "synth-retry"]
+    peaks = [max(x.mem_bytes for x in traces.load(FIXTURES / f"{n}.json").samples)
+             for n in ("synth-burst", "synth-small", "synth-retry")]
+    assert s.budget_bytes(0.05) == pytest.approx(0.89 * 0.05 * sum(peaks), abs=2)
+    assert s.budget_bytes(0.1) == pytest.approx(0.89 * 0.1 * sum(peaks), abs=2)
+    assert s.budget_bytes(0.05) / sum(s.peaks(0.05)) == pytest.approx(0.89, rel=1e-6)
+
+
+def test_no_budget_and_a_fixed_budget(tmp_path):
+    free = replay.load_scenario(write(tmp_path, "agents: [{trace: fixtures/traces/synth-small.json}]"))
+    assert free.budget_bytes() is None and free.speed == 50 and free.mem_scale == 0.05
+    fixed = replay.load_scenario(write(tmp_path, """
+        budget: {bytes: 300000000}
+        agents: [{trace: fixtures/traces/synth-small.json}]""", "f.yaml"))
+    assert fixed.budget_bytes(0.05) == fixed.budget_bytes(0.5) == 300_000_000
+
+
+@needs_shared
+@pytest.mark.parametrize("name, share", [("tight", 0.89), ("moderate", 1.05)])
+def test_the_shipped_scenarios_share_three_recorded_agents(name, share):
+    s = replay.load_scenario(replay.SCENARIO_DIR / f"{name}.yaml")
+    assert len(s.agents) == 3 and [a.priority for a in s.agents].count("high") == 1
+    peaks = s.peaks()
+    assert max(peaks) / min(peaks) > 5, "clearly different peaks"
+    assert s.budget_bytes() / sum(peaks) == pytest.approx(share, rel=1e-6)
+    assert s.budget_bytes(0.1) == pytest.approx(2 * s.budget_bytes(0.05), abs=2)
+    assert all(a.source.startswith("recorded:batch_swebench_18tasks/") for a in s.agents)
+    # fits a 2 GB guest at the default scale, with room to spare
+    assert s.budget_bytes() < 512 * 2**20
+
+
+def test_tight_and_moderate_name_the_same_agents():
+    import yaml
+    tight = yaml.safe_load((replay.SCENARIO_DIR / "tight.yaml").read_text())
+    moderate = yaml.safe_load((replay.SCENARIO_DIR / "moderate.yaml").read_text())
+    assert tight["agents"] == moderate["agents"]
+    assert tight["budget"] == {"share_of_peaks": 0.89} and moderate["budget"] == {"share_of_peaks": 1.05}
+
+
+def test_recorded_traces_without_the_shared_directory_are_a_skip_not_a_failure(tmp_path, monkeypatch):
+    monkeypatch.setenv(traces.TRACES_ENV, str(tmp_path / "absent"))
+    with pytest.raises(SharedTracesMissing) as e:
+        replay.load_scenario(replay.SCENARIO_DIR / "tight.yaml")
+    assert isinstance(e.value, ScenarioError) and "does not exist" in str(e.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("agents: [{trace: x", "invalid YAML"),
+    ("- 1\n- 2", "mapping at the top level"),
+    ("agents: []", "non-empty list"),
+    ("name: x", "non-empty list"),
+    ("agents: [{trace: fixtures/traces/nope.json}]", "unknown trace"),
+    ("agents: [{trace: recorded:batch_swebench_18tasks/No_Such_Task}]", "unknown trace"),
+    ("agents: [{name: a}]", "'trace' string"),
+    ("budget: {share_of_peaks: -0.5}\nagents: [{trace: fixtures/traces/synth-small.json}]", "must be positive"),
+    ("budget: {bytes: -1}\nagents: [{trace: fixtures/traces/synth-small.json}]", "must be positive"),
+    ("budget: 0.89\nagents: [{trace: fixtures/traces/synth-small.json}]", "budget must be"),
+    ("budget: {share_of_peaks: yes}\nagents: [{trace: fixtures/traces/synth-small.json}]", "must be a number"),
+    ("speed: 0\nagents: [{trace: fixtures/traces/synth-small.json}]", "speed must be positive"),
+    ("mem_scale: -1\nagents: [{trace: fixtures/traces/synth-small.json}]", "mem_scale must be positive"),
+    ("agents: [{trace: fixtures/traces/synth-small.json, priority: urgent}]", "priority must be one of"),
+    ("agents: [{trace: fixtures/traces/synth-small.json, name: a}, {trace: fixtures/traces/synth-burst.json, "
+     "name: a}]", "duplicate agent name"),
+    ("agents: [{trace: fixtures/traces/synth-small.json, memory: 1}]", "unknown key"),
+    ("budgets: 1\nagents: [{trace: fixtures/traces/synth-small.json}]", "unknown key"),
+])
+def test_invalid_scenarios_raise_one_clear_error(tmp_path, monkeypatch, text, message):
+    (tmp_path / "shared").mkdir()
+    monkeypatch.setenv(traces.TRACES_ENV, str(tmp_path / "shared"))
+    path = write(tmp_path, text)
+    with pytest.raises(ScenarioError) as e:
+        replay.load_scenario(path)
+    assert message in str(e.value) and str(path) in str(e.value)
+
+
+def test_a_missing_scenario_file_is_a_scenario_error(tmp_path):
+    with pytest.raises(ScenarioError, match="cannot read"):
+        replay.load_scenario(tmp_path / "nope.yaml")
+
+
+def test_broken_trace_files_are_scenario_errors(tmp_path):
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ScenarioError, match="malformed JSON"):
+        replay.load_scenario(write(tmp_path, "agents: [{trace: bad.json}]"))
+
+
+def test_agent_names_are_cgroup_safe_and_unique():
+    taken = set()
+    assert replay.agent_name("batch_swebench_18tasks/Medical_Bio_Hard", taken) == \
+        "batch_swebench_18tasks-Medical_Bio_Hard"
+    assert replay.agent_name("batch_swebench_18tasks/Medical_Bio_Hard", taken) == \
+        "batch_swebench_18tasks-Medical_Bio_Hard-2"
+    assert replay.agent_name("../..", set()) == "agent"
+    assert replay.agent_name("batch_swebench_18tasks/Medical_Bio_Hard/attempt_1", set()) == \
+        "Medical_Bio_Hard-attempt_1"  # whole trailing components that fit in 48 characters
+    assert len(replay.agent_name("x" * 80, set())) == 48
+    assert "/" not in replay.agent_name("synth/x y", set())
+
+
+def test_load_target_accepts_scenario_names_trace_files_and_directories(tmp_path):
+    assert replay.load_target(str(FIXTURES / "synth-small.json")).agents[0].trace.name == "synth/small"
+    with pytest.raises(ScenarioError):
+        replay.load_target(str(tmp_path))
+    for stem in ("synth-small", "synth-burst"):
+        shutil.copy(FIXTURES / f"{stem}.json", tmp_path)
+    with pytest.raises(ScenarioError):
+        replay.load_target(str(tmp_path / "nothing-here"), bench_mode=True)
+
+
+# --- measurements -------------------------------------------------------------------------------------------
+
+def test_latency_percentiles_in_milliseconds():
+    s = replay.latency_summary([i * 1000 for i in range(1, 101)])  # 1..100 ms
+    assert s == {"chunks": 100, "p50": 50.5, "p95": 95.05, "p99": 99.01, "max": 100.0}
+    assert replay.latency_summary([]) == {"chunks": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    assert replay.latency_summary([2500])["p99"] == 2.5
+
+
+def test_plan_time_follows_the_checkpoints():
+    cps = [(0.0, 0.0), (1.0, 1.0), (2.0, 3.0), (3.0, 4.0)]  # one planned second took two
+    assert replay.plan_time(cps, 0.5) == 0.5
+    assert replay.plan_time(cps, 2.0) == 1.5
+    assert replay.plan_time(cps, 4.0) == 3.0
+    assert replay.plan_time(cps, 4.1) is None and replay.plan_time(cps, -0.1) is None
+    assert replay.plan_time([], 1.0) is None
+    assert replay.plan_time([(0.0, 0.0), (0.0, 0.0), (1.0, 1.0)], 0.0) == 0.0
+
+
+def _curve(mems_mb):
+    return replay.Curve(make_trace(mems_mb))
+
+
+def test_fidelity_of_a_perfect_replay_is_zero():
+    curve = _curve([200, 200, 1000, 200, 200])
+    speed, scale = 10.0, 0.1
+    cps = [(t / speed, t / speed) for t in range(5)]
+    samples = [(t / 100, int(curve.at(t / 100 * speed) * scale)) for t in range(41)]
+    f = replay.fidelity(samples, cps, curve, speed, scale)
+    assert f["mae_bytes"] <= 1 and f["mae_rel"] == 0.0 and f["mae_rel_pointwise"] == 0.0 and f["samples"] == 41 and f["peak_bytes"] == 100 * MB
+
+
+def test_fidelity_is_the_mean_error_over_the_scaled_peak():
+    curve = _curve([200] * 5)
+    cps = [(0.0, 0.0), (0.4, 0.4)]
+    # 5 MB too much everywhere, against a 20 MB scaled peak: 25%
+    samples = [(t / 100, 25 * MB) for t in range(41)]
+    f = replay.fidelity(samples, cps, curve, 10.0, 0.1)
+    assert f["mae_rel"] == pytest.approx(0.25, abs=1e-6) and f["mae_rel_pointwise"] == pytest.approx(0.25, abs=1e-6)
+
+
+def test_fidelity_counts_a_missed_burst():
+    curve = _curve([200, 200, 200, 1000, 1000, 1000, 200, 200, 200])
+    cps = [(0.0, 0.0), (0.8, 0.8)]
+    # the replay stayed at 20 MB while the trace held 100 MB for 2 s: far beyond any timing tolerance
+    flat = [(t / 100, 20 * MB) for t in range(81)]
+    f = replay.fidelity(flat, cps, curve, 10.0, 0.1)
+    # samples within one interval (1 s) of the burst's edges still count, as 20 MB is below the trace's range there
+    assert f["mae_rel"] > 0.05
+    assert f["mae_rel_pointwise"] > f["mae_rel"]
+
+
+def test_fidelity_tolerates_timing_within_the_recorders_interval():
+    curve = _curve([200, 200, 1000, 1000, 200, 200])  # one sample a second
+    cps = [(0.0, 0.0), (0.5, 0.5)]
+    # the burst replayed 0.5 trace seconds late: within the trace's 1 s resolution
+    late = [(t / 100, int(curve.at(max(0.0, t / 10 - 0.5)) * 0.1)) for t in range(51)]
+    f = replay.fidelity(late, cps, curve, 10.0, 0.1)
+    assert f["mae_rel"] < 1e-6 and f["mae_rel_pointwise"] > 0.05
+    # 2 s late is not
+    later = [(t / 100, int(curve.at(max(0.0, t / 10 - 2.0)) * 0.1)) for t in range(51)]
+    assert replay.fidelity(later, cps, curve, 10.0, 0.1)["mae_rel"] > 0.05
+
+
+def test_fidelity_compares_a_late_replay_with_where_it_is():
+    curve = _curve([200, 200, 1000, 1000, 1000, 1000, 1000, 200, 200, 200, 200, 200, 200])
+    # the agent spent three extra seconds at trace time 1-2 (a slow tool call): checkpoints say so
+    cps = [(0.0, 0.0), (0.1, 0.1), (0.2, 0.5), (0.9, 1.2)]
+    samples = []
+    for i in range(121):
+        elapsed = i / 100
+        samples.append((elapsed, int(curve.at(replay.plan_time(cps, elapsed) * 10) * 0.1)))
+    assert replay.fidelity(samples, cps, curve, 10.0, 0.1)["mae_rel_pointwise"] < 1e-6
+    # the same samples judged by the clock alone would be far off, even with the tolerance
+    clock = [(0.0, 0.0), (1.2, 1.2)]
+    assert replay.fidelity(samples, clock, curve, 10.0, 0.1)["mae_rel"] > 0.1
+
+
+def test_fidelity_without_samples_is_unknown():
+    f = replay.fidelity([], [(0.0, 0.0)], _curve([1, 2]), 10.0, 0.1)
+    assert f["mae_rel"] is None and f["samples"] == 0
+
+
+# --- policies and environment -------------------------------------------------------------------------------
+
+def _agent_cgroups(tmp_path, name, peak, average):
+    top = tmp_path / name
+    for d in (top, top / "agent", top / "tools"):
+        d.mkdir(parents=True)
+    spec = AgentSpec(name, make_trace([1, 2]))
+    return replay.AgentCgroups(spec, peak, average, cgroup.Cgroup(top), cgroup.Cgroup(top / "agent"),
+                               cgroup.Cgroup(top / "tools"))
+
+
+@pytest.mark.parametrize("policy, expected", [("static-avg", 12 * 4096), ("static-peak", 50 * 4096)])
+def test_static_policies_set_memory_max_per_agent_and_leave_oom_group_off(tmp_path, policy, expected):
+    agent = _agent_cgroups(tmp_path, "a", peak=50 * 4096, average=12 * 4096 - 100)
+    p = replay.make_policy(policy)
+    p.setup([agent])
+    assert (agent.top.path / "memory.max").read_text() == str(expected)
+    assert (agent.top.path / "memory.oom.group").read_text() == "0"
+    assert p.limit_of("a") == expected and p.actions[0]["action"] == "memory.max"
+    assert p.name == policy
+
+
+def test_no_policy_touches_nothing(tmp_path):
+    agent = _agent_cgroups(tmp_path, "a", peak=10, average=5)
+    p = replay.make_policy("none")
+    p.setup([agent])
+    p.on_tick(0.1, [agent])
+    p.teardown()
+    assert not (agent.top.path / "memory.max").exists() and p.actions == [] and p.limit_of("a") is None
+
+
+def test_unknown_policy():
+    with pytest.raises(ReplayError, match="unknown policy"):
+        replay.make_policy("magic")
+
+
+def test_environment_check_needs_cgroup_v2_with_memory_and_root(tmp_path, monkeypatch):
+    with pytest.raises(ReplayError, match="not a cgroup v2 hierarchy"):
+        replay.check_environment(root=tmp_path)
+    (tmp_path / "cgroup.controllers").write_text("cpu pids\n")
+    with pytest.raises(ReplayError, match="memory controller is not available"):
+        replay.check_environment(root=tmp_path)
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(ReplayError, match="must run as root"):
+        replay.check_environment(root=tmp_path)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    replay.check_environment(root=tmp_path)
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "cgroup.controllers").write_text("cpu\n")
+    with pytest.raises(ReplayError, match="not enabled"):
+        replay.check_environment(tmp_path / "p", root=tmp_path)
+
+
+def test_this_host_is_refused_unless_it_really_has_cgroup_v2_memory():
+    controllers = Path("/sys/fs/cgroup/cgroup.controllers")
+    if controllers.is_file() and "memory" in controllers.read_text().split() and os.geteuid() == 0:
+        pytest.skip("a real cgroup v2 host: replay could run here")
+    with pytest.raises(ReplayError):
+        replay.check_environment()
+
+
+def test_cli_fails_cleanly_without_cgroup_v2(tmp_path, monkeypatch):
+    monkeypatch.setattr(replay, "CGROUP_ROOT", tmp_path)
+    result = CliRunner().invoke(replay.replay, [str(FIXTURES / "synth-small.json"), "--speed", "50"])
+    assert result.exit_code == 2
+    assert "not a cgroup v2 hierarchy" in result.output and "Traceback" not in result.output
+
+
+def test_cli_reports_scenario_errors(tmp_path):
+    bad = write(tmp_path, "agents: []")
+    result = CliRunner().invoke(replay.replay, [str(bad)])
+    assert result.exit_code == 2 and "non-empty list" in result.output
+
+
+def test_cli_is_registered():
+    from agentcg.cli import main
+    result = CliRunner().invoke(main, ["replay", "--help"])
+    assert result.exit_code == 0 and "--mem-scale" in result.output and "--bench" in result.output
+
+
+def test_oom_kills_are_attributed_to_the_agent_or_the_tool_call(tmp_path):
+    trace = make_trace([200, 200, 900, 200, 200, 800, 200, 200],
+                       [bash(1.5, 3.0), bash(4.5, 6.0, "pip install x", "install"), bash(6.5, 6.6, "ls", "explore")])
+    spec = AgentSpec("a", trace, priority="high")
+    plan = replay.build_plan(trace).scaled(10, 0.1)
+    cgs = _agent_cgroups(tmp_path, "a", plan.peak, plan.average)
+    (cgs.agent.path / "memory.events").write_text("low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n")
+    (cgs.top.path / "memory.events").write_text("low 0\nhigh 7\nmax 9\noom 2\noom_kill 2\n")
+    (cgs.top.path / "memory.pressure").write_text("some avg10=1.00 avg60=0.50 avg300=0.10 total=2500\n"
+                                                  "full avg10=0.00 avg60=0.00 avg300=0.00 total=1000\n")
+    left = cgs.tools.path / "call-1"  # its agent died before removing it
+    left.mkdir()
+    (left / "memory.events").write_text("high 0\nmax 3\noom 1\noom_kill 1\n")
+    (left / "cgroup.events").write_text("populated 0\nfrozen 1\n")
+    run = replay._Run(spec, plan, cgs)
+    run.calls[0] = {"n": 0, "start": 0.1, "done": 0.4, "status": 0, "lat": [1000, 3000],
+                    "memory_events": "high 2\nmax 0\noom 0\noom_kill 0\n",
+                    "memory_pressure": "some avg10=0 avg60=0 avg300=0 total=1500\n"
+                                       "full avg10=0 avg60=0 avg300=0 total=0\n"}
+    run.ended, run.exit_status = None, -9
+    result = replay._agent_result(run, replay.NoPolicy(), 10, 0.1)
+    assert result.oom_kills == [{"process": "agent", "category": None, "count": 1},
+                                {"process": "call-1", "category": "install", "count": 1}]
+    assert not result.survived and result.completion_s is None and result.priority == "high"
+    assert result.throttle_events == 7 and result.memory_events["oom_kill"] == 2
+    assert result.stall_ms["total"] == {"some": 2.5, "full": 1.0}
+    assert result.frozen == ["call-1"]
+    first, second = result.calls  # call 2 never started: not reported
+    assert first.n == 0 and first.high_events == 2 and first.stall_ms == {"some": 1.5, "full": 0.0}
+    assert first.duration_s == pytest.approx(0.3) and first.latency_ms["p50"] == 2.0 and not first.oom_killed
+    assert second.n == 1 and second.oom_killed and second.status is None and second.duration_s is None
+    assert result.tool_alloc_latency_ms["chunks"] == 2
+
+
+# --- the orchestration, on a directory tree standing in for cgroupfs -----------------------------------------
+
+FAKE_FILES = {"memory.current": "0\n", "cgroup.events": "populated 0\nfrozen 0\n", "cgroup.procs": "",
+              "cgroup.subtree_control": "", "memory.max": "max\n"}
+
+
+@pytest.fixture
+def fake_parent(tmp_path, monkeypatch):
+    """A parent 'cgroup' that is a plain directory: children get the interface files the replayer reads."""
+    real_child = cgroup.Cgroup.child
+
+    def child(self, name):
+        cg = real_child(self, name)
+        for f, v in FAKE_FILES.items():
+            (cg.path / f).write_text(v)
+        return cg
+    monkeypatch.setattr(cgroup.Cgroup, "child", child)
+    monkeypatch.setattr(cgroup, "_rmdir_retry", lambda path, timeout: shutil.rmtree(path, ignore_errors=True))
+    root = tmp_path / "parent"
+    root.mkdir()
+    for f, v in FAKE_FILES.items():
+        (root / f).write_text(v)
+    return cgroup.Cgroup(root)
+
+
+def _children_of_mine():
+    """Live or zombie processes whose parent is this test process."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                out.append((int(entry), stat.rsplit(")", 1)[1].split()[0]))
+    return out
+
+
+def test_replay_runs_agents_forks_calls_holds_retries_and_cleans_up(fake_parent):
+    agents = [AgentSpec("retry", traces.load(FIXTURES / "synth-retry.json"), "synth-retry", "high"),
+              AgentSpec("burst", traces.load(FIXTURES / "synth-burst.json"))]
+    seen = []
+    result = replay.run(agents, fake_parent, replay.make_policy("static-avg"), speed=200, mem_scale=0.01,
+                        budget_bytes=40 * MB, accounting="self", scenario="fake",
+                        on_progress=lambda name, f: seen.append((name, f)))
+    assert result.errors == [] and result.all_survived and result.oom_kill_count == 0
+    assert result.policy == "static-avg" and len(result.policy_actions) == 2
+    for a in result.agents:
+        trace = traces.load(FIXTURES / f"synth-{a.name}.json")
+        assert a.survived and a.exit_status == 0 and a.error is None
+        assert a.planned_s == pytest.approx(trace.duration / 200, abs=1e-3)
+        assert a.completion_s >= a.planned_s * 0.99 and 0.3 < a.achieved_speed <= 1.01
+        assert len(a.calls) == len(trace.calls) and all(c.status == 0 for c in a.calls)
+        assert a.agent_alloc_latency_ms["chunks"] > 0 and a.alloc_latency_ms["p99"] is not None
+        assert a.memory_max == result.policy_actions[[x["agent"] for x in result.policy_actions].index(a.name)][
+            "bytes"]
+        assert a.fidelity["samples"] > 10  # (memory.current is a constant file here: no fidelity to judge)
+    retry = result.agents[0]
+    assert retry.priority == "high" and sum(c.hold_bytes > 0 for c in retry.calls) >= 3
+    burst = result.agents[1]
+    assert burst.tool_alloc_latency_ms["chunks"] > 20  # the heavy burst, in 256 KiB chunks, at 1% scale
+    assert {n for n, _ in seen} == {"retry", "burst"} and max(f for _, f in seen) == 1.0
+    # everything is gone: no cgroup directories, no processes, the parent's files restored
+    assert sorted(p.name for p in fake_parent.path.iterdir() if p.is_dir()) == []
+    assert (fake_parent.path / "memory.max").read_text().strip() == "max"
+    assert _children_of_mine() == []
+    json.loads(result.to_json())
+
+
+def test_replay_reports_a_killed_agent_and_reaps_what_it_left(fake_parent):
+    agents = [AgentSpec("victim", traces.load(FIXTURES / "synth-retry.json")),
+              AgentSpec("bystander", traces.load(FIXTURES / "synth-small.json"))]
+    killed = []
+
+    def kill_victim_midway(name, fraction):
+        if name == "victim" and fraction > 0.8 and not killed:  # after the retry loop: calls are holding
+            pids = [int(p) for p in (fake_parent.path / "victim" / "agent" / "cgroup.procs").read_text().split()
+                    if int(p) > 0] or []
+            killed.append(True)
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+    # the fake cgroup.procs holds "0" (the spawn's write): find the worker by its command line instead
+    real_spawn = cgroup.Cgroup.spawn
+
+    def spawn(self, argv, **kw):
+        proc = real_spawn(self, argv, **kw)
+        (self.path / "cgroup.procs").write_text(str(proc.pid))
+        return proc
+    mp = pytest.MonkeyPatch()
+    mp.setattr(cgroup.Cgroup, "spawn", spawn)
+    try:
+        result = replay.run(agents, fake_parent, None, speed=200, mem_scale=0.01, accounting="self",
+                            on_progress=kill_victim_midway)
+    finally:
+        mp.undo()
+    assert killed
+    victim, bystander = result.agents
+    assert not victim.survived and victim.exit_status == -9 and "before its plan finished" in victim.error
+    assert victim.completion_s is None and victim.achieved_speed is None
+    assert bystander.survived and bystander.error is None
+    assert not result.all_survived
+    assert _children_of_mine() == [], "held calls of the killed agent were reaped, not left as zombies"
+    assert [p for p in fake_parent.path.iterdir() if p.is_dir()] == []
+
+
+def test_replay_cleans_up_on_keyboard_interrupt(fake_parent):
+    def interrupt(name, fraction):
+        if fraction > 0.3:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        replay.run([AgentSpec("a", traces.load(FIXTURES / "synth-small.json"))], fake_parent, None, speed=100,
+                   mem_scale=0.01, accounting="self", budget_bytes=10 * MB, on_progress=interrupt)
+    assert [p for p in fake_parent.path.iterdir() if p.is_dir()] == []
+    assert (fake_parent.path / "memory.max").read_text().strip() == "max"
+    assert _children_of_mine() == []
+
+
+def test_a_worker_that_cannot_start_is_a_replay_error(fake_parent):
+    spec = AgentSpec("a", traces.load(FIXTURES / "synth-small.json"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(replay, "worker_events", lambda plan: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            replay.run([spec], fake_parent, accounting="self")
+    assert [p for p in fake_parent.path.iterdir() if p.is_dir()] == []
+    real_plan = replay.worker_plan
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(replay, "worker_plan", lambda *a: {**real_plan(*a), "chunk": "not a size"})
+        with pytest.raises(ReplayError, match="(?s)worker of a exited .* before it was ready: .*TypeError"):
+            replay.run([spec], fake_parent, accounting="self")
+    assert [p for p in fake_parent.path.iterdir() if p.is_dir()] == []
+    assert _children_of_mine() == []
+
+
+def test_run_rejects_bad_arguments(fake_parent):
+    spec = AgentSpec("a", traces.load(FIXTURES / "synth-small.json"))
+    with pytest.raises(ReplayError):
+        replay.run([spec], fake_parent, speed=0)
+    with pytest.raises(ReplayError):
+        replay.run([spec], fake_parent, budget_bytes=-1)
+    with pytest.raises(ReplayError):
+        replay.run([spec, AgentSpec("a", spec.trace)], fake_parent)
+    with pytest.raises(ReplayError):
+        replay.run([], fake_parent)
+
+
+def test_a_failed_set_up_removes_what_it_created_and_nothing_else(fake_parent):
+    (fake_parent.path / "b").mkdir()  # someone else's
+    agents = [AgentSpec("a", traces.load(FIXTURES / "synth-small.json")),
+              AgentSpec("b", traces.load(FIXTURES / "synth-small.json"))]
+    with pytest.raises(ReplayError, match="already exists"):
+        replay.run(agents, fake_parent, accounting="self", budget_bytes=10 * MB)
+    assert sorted(p.name for p in fake_parent.path.iterdir() if p.is_dir()) == ["b"]
+    assert (fake_parent.path / "memory.max").read_text().strip() == "max"

@@ -1,0 +1,94 @@
+"""Real boots of deliberately broken guests: a failing test, a leak, a panic and a hang each become a clear
+failure on the host, within the watchdog's bounds, and never a hang or a false pass."""
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SELFTEST = "vmtests/selftest/test_failure_modes.py"
+pytestmark = pytest.mark.vm
+
+
+def run_guest_tests(tmp_path, names, *extra):
+    junit = tmp_path / "junit.xml"
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--agentcg-selftest",
+           "--kernel", "debian-6.12", "--vm-results", str(tmp_path / "guest"), f"--junitxml={junit}",
+           *extra, *[f"{SELFTEST}::{n}" for n in names]]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    cases = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        failure = case.find("failure")
+        skipped = case.find("skipped")
+        outcome = "failed" if failure is not None else "skipped" if skipped is not None else "passed"
+        text = (failure.get("message", "") + (failure.text or "")) if failure is not None else ""
+        cases[case.get("name")] = (outcome, text)
+    return proc, cases
+
+
+def test_failing_and_leaking_guest_tests_fail_on_host(tmp_path):
+    proc, cases = run_guest_tests(tmp_path, ["test_passes", "test_fails_deliberately", "test_leaves_a_cgroup_behind"])
+    assert proc.returncode == 1
+    assert cases["test_passes"][0] == "passed"
+    assert cases["test_fails_deliberately"][0] == "failed"
+    assert "deliberate failure" in cases["test_fails_deliberately"][1]
+    assert cases["test_leaves_a_cgroup_behind"][0] == "failed"
+    assert "leftover cgroups: agentcg-selftest-leak" in cases["test_leaves_a_cgroup_behind"][1]
+
+
+def test_guest_panic_fails_the_running_test_and_marks_the_rest_not_run(tmp_path):
+    proc, cases = run_guest_tests(tmp_path, ["test_passes", "test_panics_the_kernel", "test_fails_deliberately"],
+                                  "--stall-timeout", "40")
+    assert proc.returncode == 1
+    assert cases["test_passes"][0] == "passed"
+    outcome, text = cases["test_panics_the_kernel"]
+    assert outcome == "failed" and "VM died during this test" in text
+    assert "panic" in text.lower()
+    outcome, text = cases["test_fails_deliberately"]
+    assert outcome == "failed" and "not run: the VM ended before this test" in text
+
+
+def test_guest_hang_is_killed_by_the_watchdog(tmp_path):
+    proc, cases = run_guest_tests(tmp_path, ["test_hangs"], "--test-timeout", "5", "--stall-timeout", "15")
+    assert proc.returncode == 1
+    outcome, text = cases["test_hangs"]
+    assert outcome == "failed" and "watchdog: guest made no progress for 15 s" in text
+
+
+def _qemu_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "qemu-system"], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def test_terminating_the_runner_takes_its_vm_down(tmp_path):
+    import os
+    import signal
+    import time
+    before = _qemu_pids()
+    progress = REPO / "results" / "debian-6.12" / "vmrun" / "progress"
+    started = time.time()
+    proc = subprocess.Popen([sys.executable, "-m", "agentcg", "vmrun", "--kernel", "debian-6.12", "--", "sleep",
+                             "600"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        # the guest writes its progress file once it runs the command
+        while not (progress.exists() and progress.stat().st_mtime >= started and
+                   progress.read_text().strip() == "running"):
+            assert proc.poll() is None and time.monotonic() < deadline, "the guest never started"
+            time.sleep(0.5)
+        assert _qemu_pids() - before, "no VM running"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        deadline = time.monotonic() + 10
+        while _qemu_pids() - before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not (_qemu_pids() - before), "the VM outlived its runner"
+        assert proc.returncode != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in _qemu_pids() - before:
+            os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,312 @@
+"""memcg_bpf_ops conformance: what a kernel offering the memcg_bpf_ops struct_ops (v7 interface) must do.
+
+For reviewers of the RFC series and of our 6.12 port alike: each test checks one promise of the interface, using
+the probe policy bpf/tests/memcg_test.bpf.c (counters for every hook, a config map for delays and protection)
+and the C loader. On a kernel without memcg_bpf_ops every test skips with that reason.
+Timing assertions are ratios against a baseline measured in the same test, never absolute times (TCG).
+"""
+import errno
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agentcg import features, memcg_bpf
+from agentcg.cgroup import reap
+from agentcg.testing.workloads import touch_timed
+from agentcg.memcg_bpf import BPF_F_ALLOW_OVERRIDE, BPF_F_CGROUP_FD, LoaderError, cgroup_id
+
+MIB = 1 << 20
+pytestmark = pytest.mark.requires("memcg_bpf_ops")
+
+
+def attach_probe(cgroup, pins, tag, override=False):
+    return memcg_bpf.attach(memcg_bpf.obj("memcg_test"), cgroup.path if cgroup else None, pins / tag,
+                            override=override)
+
+
+def expect_errno(err, call):
+    with pytest.raises(LoaderError) as info:
+        call()
+    assert info.value.errno == err, f"expected {errno.errorcode[err]}, got {info.value}"
+
+
+# ---- variant and attach rules ---------------------------------------------------------------------------------
+
+# The interface revision is told from BTF member names; this kernel has the v7 members.
+def test_variant_is_detected_from_btf():
+    info = features.probe()["memcg_bpf_ops"]
+    assert info["variant"] == "v7", info
+    assert {"memcg_charged", "memcg_uncharged", "below_low", "below_min", "handle_cgroup_online",
+            "handle_cgroup_offline"} <= set(info["members"])
+
+
+# A link created with BPF_F_CGROUP_FD attaches to that cgroup and reports its id in link info.
+def test_attach_to_cgroup_reports_cgroup_id(cg, pins):
+    att = attach_probe(cg, pins, "a")
+    assert att.cgroup_id == cgroup_id(cg.path)
+    info = att.info()
+    assert info["cgroup_id"] == cgroup_id(cg.path) and info["map_id"] == att.map_id and not info["hup"]
+
+
+# memcg ops are never global: registering a non-link map is -EOPNOTSUPP, a link without a cgroup -EINVAL.
+def test_global_attach_is_rejected(cg, pins):
+    expect_errno(errno.EOPNOTSUPP, lambda: memcg_bpf.attach(memcg_bpf.obj("memcg_legacy"), cg.path, pins / "g"))
+    expect_errno(errno.EINVAL, lambda: attach_probe(None, pins, "nocg"))
+
+
+# Only BPF_F_CGROUP_FD and BPF_F_ALLOW_OVERRIDE are accepted, and the latter only with a cgroup.
+def test_bad_flags_are_rejected(cg, pins):
+    probe = memcg_bpf.obj("memcg_test")
+    expect_errno(errno.EINVAL, lambda: memcg_bpf.attach(probe, cg.path, pins / "f1", flags=BPF_F_ALLOW_OVERRIDE))
+    expect_errno(errno.EINVAL, lambda: memcg_bpf.attach(probe, cg.path, pins / "f2", flags=BPF_F_CGROUP_FD | 1 << 5))
+    assert not list(pins.iterdir()), "a failed attach leaves no pins"
+
+
+# ---- hierarchy -------------------------------------------------------------------------------------------------
+
+# Attaching below existing ops needs BPF_F_ALLOW_OVERRIDE on the parent's attachment; otherwise -EBUSY.
+def test_override_only_with_the_flag(cg, pins):
+    cg.enable("memory")
+    child = cg.child("c")
+    parent_att = attach_probe(cg, pins, "p")
+    expect_errno(errno.EBUSY, lambda: attach_probe(child, pins, "c1"))
+    parent_att.release()
+    attach_probe(cg, pins, "p2", override=True)
+    attach_probe(child, pins, "c2")
+
+
+# -EBUSY: the same cgroup twice; a parent whose descendant has its own ops; a grandchild below a nested
+# attachment made without the override flag (the RFC's hierarchy test).
+def test_ebusy_cases(cg, pins):
+    cg.enable("memory")
+    child = cg.child("c")
+    child.enable("memory")
+    grandchild = child.child("g")
+    attach_probe(child, pins, "c")
+    expect_errno(errno.EBUSY, lambda: attach_probe(child, pins, "c-again"))
+    expect_errno(errno.EBUSY, lambda: attach_probe(cg, pins, "p-over-child", override=True))
+    for sub in list(pins.iterdir()):
+        memcg_bpf.Attachment(sub, 0, 0, 0).release()
+    attach_probe(cg, pins, "p", override=True)
+    attach_probe(child, pins, "c2")
+    expect_errno(errno.EBUSY, lambda: attach_probe(grandchild, pins, "g"))
+
+
+# Ops are copied down: an existing descendant and a cgroup created later both run the attached ops, and the new
+# one's handle_cgroup_online runs.
+def test_descendants_inherit_and_online_hook_runs(cg, pins):
+    cg.enable("memory")
+    existing = cg.child("existing")
+    att = attach_probe(cg, pins, "p")
+    att.set_test_config(watch_cgid=cgroup_id(existing.path))
+    _, delta = touch_timed(existing, 1024, counters_of=att)
+    assert delta["charged_watched"] >= 1
+    online_before = att.counters()["online"]
+    later = cg.child("later")
+    assert att.counters()["online"] == online_before + 1
+    att.set_test_config(watch_cgid=cgroup_id(later.path))
+    _, delta = touch_timed(later, 1024, counters_of=att)
+    assert delta["charged_watched"] >= 1
+
+
+# Detach gives the subtree its parent's ops back.
+def test_detach_restores_parent_ops(cg, pins):
+    cg.enable("memory")
+    child = cg.child("c")
+    outer = attach_probe(cg, pins, "outer", override=True)
+    inner = attach_probe(child, pins, "inner")
+    _, d_outer = touch_timed(child, 1024, counters_of=outer)
+    assert d_outer["charged"] == 0, "the nested attachment, not the outer one, runs for the child"
+    inner.detach()
+    _, d_outer = touch_timed(child, 1024, counters_of=outer)
+    assert d_outer["charged"] >= 1, "after detach the child runs the parent's ops again"
+    assert inner.info()["map_id"] == 0
+
+
+# A nested override survives the detach of its parent's attachment; the parent's own subtree loses the ops.
+def test_nested_override_survives_parent_detach(cg, pins):
+    cg.enable("memory")
+    child, sibling = cg.child("c"), cg.child("s")
+    outer = attach_probe(cg, pins, "outer", override=True)
+    inner = attach_probe(child, pins, "inner")
+    outer.detach()
+    _, d_inner = touch_timed(child, 1024, counters_of=inner)
+    assert d_inner["charged"] >= 1
+    _, d_outer = touch_timed(sibling, 1024, counters_of=outer)
+    assert d_outer["charged"] == 0
+
+
+# Removing the cgroup of an attach point detaches the link: its fd polls EPOLLHUP and it reports no map.
+def test_cgroup_removal_auto_detaches_with_hangup(cg, pins):
+    cg.enable("memory")
+    doomed = cg.child("doomed")
+    att = attach_probe(doomed, pins, "d")
+    offline_before = att.counters()["offline"]
+    doomed.path.rmdir()
+    assert att.wait_hup(5000), "link fd reports hang-up after the cgroup is removed"
+    info = att.info()
+    assert info["map_id"] == 0 and info["cgroup_id"] == att.cgroup_id
+    assert att.counters()["offline"] == offline_before + 1
+
+
+# ---- verifier --------------------------------------------------------------------------------------------------
+
+# Hooks run in the charge path under RCU: a sleepable program is rejected at load.
+def test_verifier_rejects_sleepable_program(cg, pins):
+    with pytest.raises(LoaderError) as info:
+        memcg_bpf.attach(memcg_bpf.obj("memcg_bad_sleepable"), cg.path, pins / "s")
+    assert info.value.stage == "load"
+
+
+# Policies may read the memcg but never write through it.
+def test_verifier_rejects_write_through_memcg(cg, pins):
+    with pytest.raises(LoaderError) as info:
+        memcg_bpf.attach(memcg_bpf.obj("memcg_bad_write"), cg.path, pins / "w")
+    assert info.value.stage == "load"
+    assert "only read is supported" in str(info.value)
+
+
+# ---- charge delay ----------------------------------------------------------------------------------------------
+
+def delayed_run(cg, att, delay_ms, kib):
+    """(seconds, delayed charges) for one allocation with the given BPF delay on cg."""
+    cgid = cgroup_id(cg.path)
+    seconds, delta = touch_timed(cg, kib, before_go=lambda: att.set_test_config(delay_cgid=cgid,
+                                                                                delay_ms=delay_ms),
+                                 counters_of=att)
+    att.set_test_config()
+    return seconds, delta["delayed"]
+
+
+# The delay a policy returns is slept by the charging task; the observed extra time matches the requested
+# delay per delayed charge (precision reported as median and p95 relative error over repeats).
+def test_delay_is_honoured_precisely(cg, pins, record_measurement):
+    att = attach_probe(cg, pins, "p")
+    kib, delay_ms = 4096, 40
+    ratios, baselines = [], []
+    for _ in range(5):
+        base, _ = delayed_run(cg, att, 0, kib)
+        slow, delayed = delayed_run(cg, att, delay_ms, kib)
+        assert delayed >= 8, "a 4 MiB allocation crosses several 64-page batches"
+        baselines.append(base)
+        ratios.append((slow - base) / (delayed * delay_ms / 1000))
+    errors = sorted(abs(r - 1) for r in ratios)
+    median_err, p95_err = statistics.median(errors), errors[-1]
+    record_measurement("delay_precision", {"delay_ms": delay_ms, "ratios": ratios, "median_rel_err": median_err,
+                                           "p95_rel_err": p95_err, "baseline_s": baselines})
+    assert 0.8 <= statistics.median(ratios) <= 1.5, ratios
+
+
+# Delays of 10 ms or less are not slept (as for the kernel's own memory.high penalty).
+def test_delay_of_10ms_or_less_is_not_slept(cg, pins):
+    att = attach_probe(cg, pins, "p")
+    base = min(delayed_run(cg, att, 0, 4096)[0] for _ in range(2))
+    short, delayed = delayed_run(cg, att, 10, 4096)
+    assert delayed >= 8, "the hook asked for the delay"
+    assert short - base < 0.3 * delayed * 0.010, (base, short, delayed)
+
+
+# Any delay is clamped to 2 s per charge.
+def test_delay_is_clamped_to_two_seconds(cg, pins):
+    att = attach_probe(cg, pins, "p")
+    seconds, delayed = delayed_run(cg, att, 5000, 512)
+    assert 1 <= delayed <= 12, "512 KiB: a few batches of user pages plus page tables"
+    per_charge = seconds / delayed
+    assert 1.6 <= per_charge <= 2.8, f"{per_charge:.2f} s per delayed charge (asked 5 s, clamp 2 s)"
+
+
+# The delay is slept as a memory stall: it shows in the cgroup's memory.pressure.
+def test_delay_shows_in_memory_pressure(cg, pins):
+    att = attach_probe(cg, pins, "p")
+    before = cg.pressure("memory")["some"]["total"]
+    _, delayed = delayed_run(cg, att, 100, 2048)
+    stalled_us = cg.pressure("memory")["some"]["total"] - before
+    assert stalled_us >= 0.5 * delayed * 100_000, (stalled_us, delayed)
+
+
+# ---- protection ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def zram_swap():
+    """Swap on zram, so anonymous memory is reclaimable and protection has something to protect from."""
+    dev = Path("/sys/block/zram0")
+    if not dev.exists():
+        subprocess.run(["modprobe", "zram"], capture_output=True)
+    if not dev.exists():
+        pytest.fail("kernel declares memcg_bpf_ops but has no zram device for the protection tests")
+    (dev / "disksize").write_text(str(512 * MIB))
+    subprocess.run(["mkswap", "/dev/zram0"], check=True, capture_output=True)
+    subprocess.run(["swapon", "/dev/zram0"], check=True, capture_output=True)
+    yield
+    subprocess.run(["swapoff", "/dev/zram0"], check=True, capture_output=True)
+    (dev / "reset").write_text("1")
+
+
+def squeeze(cg, protect=None, pins=None):
+    """Parent limit 64 MiB: 'kept' holds 40 MiB, then 'pusher' needs 64 MiB. Returns kept's memory afterwards."""
+    cg.enable("memory")
+    parent = cg.child(f"squeeze-{protect or 'none'}")
+    parent.enable("memory")
+    parent.write("memory.max", 64 * MIB)
+    kept, pusher = parent.child("kept"), parent.child("pusher")
+    if protect:
+        att = attach_probe(parent, pins, f"protect-{protect}")
+        att.set_test_config(protect_cgid=cgroup_id(kept.path), protect_low=protect == "low",
+                            protect_min=protect == "min")
+    holder = kept.spawn([sys.executable, "-m", "agentcg.memhog", "40", "--hold"], stdout=subprocess.PIPE)
+    assert holder.stdout.readline().strip() == b"ready"
+    push = pusher.spawn([sys.executable, "-m", "agentcg.memhog", "64"], stdout=subprocess.DEVNULL)
+    assert reap(push, timeout=180) == 0
+    kept_bytes = kept.read_int("memory.current")
+    parent.destroy()
+    return kept_bytes
+
+
+# below_low / below_min add protection under a parent limit: the protected cgroup keeps far more of its memory
+# than the same cgroup without the policy (same test, same workload).
+@pytest.mark.parametrize("kind", ["low", "min"])
+def test_protection_hooks_keep_memory_vs_baseline(cg, pins, zram_swap, kind, record_measurement):
+    baseline = squeeze(cg)
+    protected = squeeze(cg, protect=kind, pins=pins)
+    record_measurement(f"protection_below_{kind}", {"baseline_mib": baseline / MIB,
+                                                    "protected_mib": protected / MIB})
+    assert protected >= 0.85 * 40 * MIB, f"protected kept {protected / MIB:.1f} MiB of 40"
+    assert protected >= 1.3 * baseline, f"baseline {baseline / MIB:.1f} MiB vs protected {protected / MIB:.1f}"
+
+
+# ---- lifetime stress -------------------------------------------------------------------------------------------
+
+def dying_memcgs():
+    return int(dict(line.split() for line in Path("/sys/fs/cgroup/cgroup.stat").read_text().splitlines())
+               ["nr_dying_descendants"])
+
+
+# 1000 attach/detach cycles under memory load leave no links, maps or memcgs behind (the per-test guard checks
+# BPF ids and kernel splats).
+def test_attach_detach_cycles_leak_nothing(cg):
+    cg.enable("memory")
+    load = cg.child("load").spawn([sys.executable, "-m", "agentcg.memhog", "32", "--hold"], stdout=subprocess.PIPE)
+    target = cg.child("target")
+    assert memcg_bpf.attach_cycle(memcg_bpf.obj("memcg_test"), target.path, 1000) == 1000
+    load.kill()
+
+
+# 200 cgroups created, attached to and removed while attached, under load: every link hangs up, and the dying
+# memcgs go away.
+def test_cgroup_remove_with_attached_link_cycles(cg):
+    cg.enable("memory")
+    load = cg.child("load").spawn([sys.executable, "-m", "agentcg.memhog", "32", "--hold"], stdout=subprocess.PIPE)
+    parent = cg.child("churn")
+    parent.enable("memory")
+    before = dying_memcgs()
+    result = memcg_bpf.remove_cycle(memcg_bpf.obj("memcg_test"), parent.path, 200)
+    assert result["cycles"] == 200 and result["hups"] == 200
+    load.kill()
+    deadline = time.monotonic() + 30
+    while dying_memcgs() > before + 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert dying_memcgs() <= before + 5
