@@ -30,6 +30,10 @@ from .cgroup import Cgroup, parse_keyed
 from .layout import Layout
 
 UNLIMITED = 2**63 - 1
+# A call's cgroup exists before its process does (the launcher makes it, then moves the process in). One that has
+# never held a process is only over once its launcher says it moved one (meta.pid) or after this long (a launcher
+# that died in between), so the controller never removes a call its launcher is about to fill.
+CALL_START_GRACE_S = 30.0
 
 
 @dataclass
@@ -40,6 +44,8 @@ class CallState:
     stall_seen: float | None = None
     stalled_since: float | None = None
     peak: int = 0
+    was_populated: bool = False
+    first_seen: float = field(default_factory=time.time)
 
 
 class EventLog:
@@ -124,10 +130,10 @@ class Controller:
 
     def _tick_call(self, wname: str, cg: Cgroup, headroom: int, now: float) -> None:
         key = (wname, cg.name)
+        meta = self.layout.load_meta(wname, cg.name)  # before cgroup.events: launchers record the pid after the move
         state = self.calls.get(key)
         if state is None:
             state = self.calls[key] = CallState()
-            meta = self.layout.load_meta(wname, cg.name)
             if meta and not meta.budget:  # described before it started: its class's budget as of now
                 meta.budget = self._budget(meta)
                 self.layout.save_meta(meta)
@@ -138,8 +144,9 @@ class Controller:
                 self.inkernel.track_call(cg, self._budget(meta),
                                          self.layout.priority(wname))
             self._schedule(cg.path, sched.sched_class(meta.cls if meta else "other"), wname)
-        events = parse_keyed(cg.read("cgroup.events"))
-        if not events.get("populated") and state.stage != "frozen":
+        populated = bool(parse_keyed(cg.read("cgroup.events")).get("populated"))
+        state.was_populated |= populated
+        if not populated and state.stage != "frozen" and self._call_over(state, meta):
             self._finish(wname, cg, state)
             return
         usage = cg.read_int("memory.current")
@@ -150,7 +157,6 @@ class Controller:
             state.stalled_since = state.stalled_since or now
         else:
             state.stalled_since = None
-        meta = self.layout.load_meta(wname, cg.name)
         budget = self._budget(meta)
         view = ladder.ToolView(usage=usage, budget=budget, headroom=headroom, stall_frac=stall_frac,
                                stage=state.stage, stage_age=now - state.stage_since,
@@ -159,6 +165,13 @@ class Controller:
         decision = ladder.decide(view, self.cfg)
         if decision.acts:
             self._apply(wname, cg, state, decision, view, meta)
+
+    @staticmethod
+    def _call_over(state: CallState, meta) -> bool:
+        """An empty call cgroup is a finished call, unless no process has entered it yet."""
+        if state.was_populated or (meta and meta.pid):
+            return True
+        return time.time() - state.first_seen > CALL_START_GRACE_S  # not meta.started: the replayer writes it ahead
 
     def _budget(self, meta) -> int:
         """The call's budget: as recorded when it started, else (unknown call, or a call described before its

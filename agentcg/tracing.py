@@ -74,18 +74,25 @@ class ExecTracer:
         pid = event["pid"]
         try:
             command = cmdline(pid) or event.get("comm", "?")
-            cls = self.budgets.classify(command)
+        except OSError:
+            return  # exited before we saw it: nothing left to place
+        cls = self.budgets.classify(command)
+        try:
             cg, meta = self.layout.start_call(workload, command, cls, self.budgets.budget_bytes(cls),
                                               launcher="tracer")
-        except (OSError, LayoutError):
-            return  # the process already exited
+        except LayoutError as e:
+            self.log.emit(event="call_trace_failed", workload=workload, pid=pid, command=command, error=str(e))
+            return
         try:
             cg.write("cgroup.procs", pid)
             self.layout.unprotect_call(pid)
-        except OSError:
+        except OSError as e:
             self.layout.finish_call(workload, meta.call)
+            if Path(f"/proc/{pid}").exists():  # still running, yet left in the agent's leaf: say why
+                self.log.emit(event="call_trace_failed", workload=workload, pid=pid, command=command,
+                              error=f"moving it to {cg.path}: {e.strerror}")
             return
-        meta.pid = pid
+        meta.pid = pid  # after the move: the controller reads an empty call with a pid as finished
         self.layout.save_meta(meta)
         self.moved += 1
         self.log.emit(event="call_traced", workload=workload, call=meta.call, pid=pid, command=command, cls=cls,
