@@ -45,7 +45,7 @@ class CallState:
     stalled_since: float | None = None
     peak: int = 0
     was_populated: bool = False
-    first_seen: float = field(default_factory=time.time)
+    first_seen: float = field(default_factory=time.monotonic)
 
 
 class EventLog:
@@ -171,7 +171,7 @@ class Controller:
         """An empty call cgroup is a finished call, unless no process has entered it yet."""
         if state.was_populated or (meta and meta.pid):
             return True
-        return time.time() - state.first_seen > CALL_START_GRACE_S  # not meta.started: the replayer writes it ahead
+        return time.monotonic() - state.first_seen > CALL_START_GRACE_S  # not meta.started: the replayer writes it ahead
 
     def _budget(self, meta) -> int:
         """The call's budget: as recorded when it started, else (unknown call, or a call described before its

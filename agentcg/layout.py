@@ -127,7 +127,7 @@ class Layout:
     def remove_workload(self, name: str) -> None:
         self.workload(name).destroy()
         for f in (self.state / name).glob("*.json") if (self.state / name).is_dir() else []:
-            f.unlink()
+            f.unlink(missing_ok=True)  # a finishing call may remove its own at the same time
         if (self.state / name).is_dir():
             (self.state / name).rmdir()
 

@@ -151,7 +151,8 @@ class SchedExt:
                 pass
         if self._reader is not None:
             self._reader.join(timeout=5)
-        self.poll()  # keeps why it stopped, if it stopped before we asked
+        with self._one_command:  # the loader is gone: a command still waiting has its EOF by now
+            self._poll_locked()  # keeps why it stopped, if it stopped before we asked
         self._returncode = proc.returncode
         if self._stderr is not None:
             self._stderr.close()
@@ -168,6 +169,14 @@ class SchedExt:
 
     def poll(self) -> str | None:
         """None while the scheduler runs; why it stopped once the kernel reverted or the loader died."""
+        if not self._one_command.acquire(blocking=False):
+            return self._exit  # a command is waiting for its reply: draining here would swallow it
+        try:
+            return self._poll_locked()
+        finally:
+            self._one_command.release()
+
+    def _poll_locked(self) -> str | None:
         if self._exit is None:
             self._drain()
         if self._exit is None and self._proc is not None and self._proc.poll() is not None:
@@ -241,7 +250,7 @@ class SchedExt:
     def _command_locked(self, line: str, event: str) -> dict:
         if self._proc is None:
             raise SchedError("scheduler not started", "command")
-        if self.poll() is not None:
+        if self._poll_locked() is not None:
             raise SchedError(f"scheduler not running: {self._exit}", "command")
         try:
             self._proc.stdin.write(line + "\n")

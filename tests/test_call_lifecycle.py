@@ -23,4 +23,4 @@ def test_an_empty_call_is_over_once_its_launcher_recorded_the_pid():
 
 
 def test_a_call_no_process_ever_entered_is_over_after_the_grace():
-    assert Controller._call_over(CallState(first_seen=time.time() - CALL_START_GRACE_S - 1), meta())
+    assert Controller._call_over(CallState(first_seen=time.monotonic() - CALL_START_GRACE_S - 1), meta())

@@ -137,6 +137,39 @@ def test_force_error_when_the_exit_overtakes_the_reply(tmp_path, msg, ok):
         s.stop()
 
 
+# The controller's thread polls the scheduler every tick while another thread waits for a reply: polling must
+# never take that reply off the queue (the waiting command then failed with "no reply").
+def test_polling_does_not_steal_a_pending_reply(tmp_path):
+    import queue
+    import threading
+
+    class SlowWaiter(queue.Queue):  # the waiting thread is descheduled for a while before it reads its reply
+        def get(self, block=True, timeout=None):
+            if block:
+                time.sleep(0.1)
+            return super().get(block, timeout)
+
+    s = SchedExt(argv=fake_loader(tmp_path, SERVER))
+    s._lines = SlowWaiter()
+    s.start()
+    done = threading.Event()
+    try:
+        def poll_until_done():
+            while not done.is_set():
+                assert s.poll() is None
+                time.sleep(0.005)
+        poller = threading.Thread(target=poll_until_done)
+        poller.start()
+        try:
+            for _ in range(3):
+                assert "classes" in s.stats()
+        finally:
+            done.set()
+            poller.join()
+    finally:
+        s.stop()
+
+
 # A load or attach failure is a SchedError carrying the loader's stage, errno, message and stderr.
 def test_start_failure_raises_loader_error(tmp_path):
     body = """

@@ -35,9 +35,16 @@ def agentcg_env(cg, tmp_path):
     ctl = Controller(layout, Budgets(load_config(budgets_file)), cfg, log, interval=0.05)
     stop = threading.Event()
     env = {"layout": layout, "log": log, "ctl": ctl, "budgets": budgets_file, "tmp": tmp_path, "procs": []}
-    env["start"] = lambda: threading.Thread(target=ctl.run, args=(stop,), daemon=True).start()
+    threads = []
+
+    def start():
+        threads.append(threading.Thread(target=ctl.run, args=(stop,), daemon=True))
+        threads[-1].start()
+    env["start"] = start
     yield env
     stop.set()
+    for thread in threads:  # before removing the tree it may be writing to
+        thread.join(timeout=10)
     for name in layout.workloads():
         layout.remove_workload(name)
     for proc in env["procs"]:
@@ -252,7 +259,8 @@ def test_process_started_without_wrapper_lands_in_a_tool_cgroup(agentcg_env):
     tracer = ExecTracer(layout, env["ctl"].budgets, env["log"])
     tracer.start(["w1"])
     stop = threading.Event()
-    threading.Thread(target=tracer.run, args=(stop,), daemon=True).start()
+    reader = threading.Thread(target=tracer.run, args=(stop,), daemon=True)
+    reader.start()
     env["start"]()
     try:
         agent.stdin.write("go\n")
@@ -276,6 +284,7 @@ def test_process_started_without_wrapper_lands_in_a_tool_cgroup(agentcg_env):
         assert layout.calls("w1") == [], "the finished traced call's cgroup is removed"
     finally:
         stop.set()
+        reader.join(timeout=5)
         tracer.stop()
 
 
