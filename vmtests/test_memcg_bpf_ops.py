@@ -205,7 +205,8 @@ def test_delay_is_honoured_precisely(cg, pins, record_measurement):
 def test_delay_of_10ms_or_less_is_not_slept(cg, pins):
     att = attach_probe(cg, pins, "p")
     base = min(delayed_run(cg, att, 0, 4096)[0] for _ in range(2))
-    short, delayed = delayed_run(cg, att, 10, 4096)
+    runs = [delayed_run(cg, att, 10, 4096) for _ in range(2)]  # best of two on both sides: TCG preempts
+    short, delayed = min(r[0] for r in runs), min(r[1] for r in runs)
     assert delayed >= 8, "the hook asked for the delay"
     assert short - base < 0.3 * delayed * 0.010, (base, short, delayed)
 
