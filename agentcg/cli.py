@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 import sys
 
 import click
@@ -32,7 +32,10 @@ def vmtest(kernel: str, pytest_args: tuple[str, ...]):
     out = kernels.REPO_ROOT / "results" / kernels.slug(kernel)
     cmd = [sys.executable, "-m", "pytest", str(kernels.REPO_ROOT / "vmtests"), f"--kernel={kernel}", "-rs",
            f"--junitxml={out}/junit.xml", f"--alluredir={out}/allure", "--clean-alluredir", *pytest_args]
-    sys.exit(subprocess.call(cmd, cwd=kernels.REPO_ROOT))
+    # exec, not a child: a SIGTERM or Ctrl-C for `agentcg vmtest` must reach pytest, which takes its VM down
+    os.chdir(kernels.REPO_ROOT)
+    sys.stdout.flush()
+    os.execv(sys.executable, cmd)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
