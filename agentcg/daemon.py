@@ -7,6 +7,10 @@ Config (all keys optional):
     budgets: fixtures/budgets.yaml
     ladder: {reserve_mib: 64, runaway_factor: 4, stall_frac: 0.5, freeze_after_s: 1, kill_after_s: 3}
     workloads: [{name: agent-1, priority: high|normal|low, agent_min_mib: 256, memory_max_mib: 4096}]
+    memory_policy: auto|kernel|user     cpu_scheduler: auto|sched_ext|weights     exec_tracer: off|auto|libbpf|bcc
+    bpf_dir: <the BPF objects built for the running kernel> (default: $AGENTCG_BPF_DIR)
+Which mechanisms run (in-kernel memory policy, sched_ext, exec tracer) is agentcg.mechanisms' decision; the
+daemon logs it with the reasons and shows it in `agentcg status`.
 """
 from __future__ import annotations
 
@@ -14,19 +18,23 @@ import json
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
 
-from . import ladder
+from . import ladder, mechanisms
 from .budgets import DEFAULT_FILE, Budgets, BudgetError, load_config as load_budgets
 from .controller import Controller, EventLog
 from .layout import DEFAULT_ROOT, DEFAULT_STATE, PRIORITIES, Layout, LayoutError, check_name
 
 MIB = 1 << 20
-KEYS = {"root", "state", "interval_ms", "event_log", "metrics_port", "budgets", "ladder", "workloads"}
+KEYS = {"root", "state", "interval_ms", "event_log", "metrics_port", "budgets", "ladder", "workloads",
+        "memory_policy", "cpu_scheduler", "exec_tracer", "bpf_dir"}
+CHOICES = {"memory_policy": mechanisms.MEMORY_CHOICES, "cpu_scheduler": mechanisms.CPU_CHOICES,
+           "exec_tracer": mechanisms.TRACER_CHOICES}
 LADDER_KEYS = {"reserve_mib", "runaway_factor", "stall_frac", "freeze_after_s", "kill_after_s"}
 WORKLOAD_KEYS = {"name", "priority", "agent_min_mib", "memory_max_mib"}
 
@@ -45,6 +53,10 @@ class DaemonConfig:
     budgets: Path = DEFAULT_FILE
     ladder: ladder.LadderConfig = field(default_factory=ladder.LadderConfig)
     workloads: list[dict] = field(default_factory=list)
+    memory_policy: str = "auto"
+    cpu_scheduler: str = "auto"
+    exec_tracer: str = "off"
+    bpf_dir: Path | None = None
 
 
 def load_config(path: Path | None) -> DaemonConfig:
@@ -75,9 +87,16 @@ def load_config(path: Path | None) -> DaemonConfig:
                            event_log=Path(data["event_log"]) if data.get("event_log") else None,
                            metrics_port=int(data.get("metrics_port", 9707)),
                            budgets=Path(data.get("budgets", DEFAULT_FILE)), ladder=ladder_cfg,
-                           workloads=list(data.get("workloads") or []))
+                           workloads=list(data.get("workloads") or []),
+                           memory_policy=str(data.get("memory_policy", "auto")),
+                           cpu_scheduler=str(data.get("cpu_scheduler", "auto")),
+                           exec_tracer=str(data.get("exec_tracer", "off")),
+                           bpf_dir=Path(data["bpf_dir"]) if data.get("bpf_dir") else None)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"config {path}: {e}")
+    for key, choices in CHOICES.items():
+        if getattr(cfg, key) not in choices:
+            raise ConfigError(f"config {path}: {key} must be one of {', '.join(choices)}")
     if cfg.interval_ms <= 0 or not 0 <= cfg.metrics_port < 65536:
         raise ConfigError(f"config {path}: interval_ms must be > 0 and metrics_port a port number")
     names = set()
@@ -133,24 +152,30 @@ def serve_metrics(ctl: Controller, port: int) -> ThreadingHTTPServer:
     return server
 
 
-def write_state(ctl: Controller, state_dir: Path) -> None:
+def write_state(ctl: Controller, state_dir: Path, mech: mechanisms.Mechanisms | None = None) -> None:
     """Root-only: the status file is the local control interface's read side."""
     path = state_dir / "status.json"
     tmp = state_dir / ".status.json.tmp"
+    status = ctl.status()
+    if mech is not None:
+        status["mechanisms"] = mech.summary()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(ctl.status(), f)
+        json.dump(status, f)
     os.replace(tmp, path)
 
 
-def build(cfg: DaemonConfig) -> Controller:
-    """Set up workloads and the controller; undo the workloads made here if a later one fails."""
+def build(cfg: DaemonConfig) -> tuple[Controller, mechanisms.Mechanisms]:
+    """Set up workloads, the mechanisms and the controller; on any failure undo what was made here (workloads,
+    attachments) and raise one ConfigError."""
     try:
         budgets = Budgets(load_budgets(cfg.budgets))
     except BudgetError as e:
         raise ConfigError(str(e))
+    if cfg.bpf_dir:
+        os.environ["AGENTCG_BPF_DIR"] = str(cfg.bpf_dir)
     layout = Layout(cfg.root, cfg.state)
-    made = []
+    made, mech, root_existed = [], None, layout.root.exists()
     try:
         layout.ensure_root()
         for w in cfg.workloads:
@@ -160,16 +185,25 @@ def build(cfg: DaemonConfig) -> Controller:
                                    int(w.get("agent_min_mib", 0) * MIB),
                                    int(w["memory_max_mib"] * MIB) if "memory_max_mib" in w else None)
             made.append(w["name"])
-    except (LayoutError, OSError) as e:
+        mech = mechanisms.start(cfg.memory_policy, cfg.cpu_scheduler, cfg.exec_tracer, layout.root,
+                                cfg.ladder.reserve_bytes)
+        log = EventLog(cfg.event_log or cfg.state / "events.jsonl")
+        ctl = Controller(layout, budgets, cfg.ladder, log, interval=cfg.interval_ms / 1000,
+                         inkernel=mech.inkernel, scheduler=mech.scheduler)
+        mechanisms.start_tracer(mech, layout, budgets, log, [w["name"] for w in cfg.workloads])
+    except (LayoutError, OSError, mechanisms.MechanismError) as e:
+        if mech is not None:
+            mech.close()
         for name in made:
             layout.remove_workload(name)
+        if not root_existed and layout.root.exists() and not layout.workloads():
+            layout.root.rmdir()
         raise ConfigError(str(e))
-    log = EventLog(cfg.event_log or cfg.state / "events.jsonl")
-    return Controller(layout, budgets, cfg.ladder, log, interval=cfg.interval_ms / 1000)
+    return ctl, mech
 
 
 def run(cfg: DaemonConfig, stop: threading.Event | None = None) -> None:
-    ctl = build(cfg)
+    ctl, mech = build(cfg)
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -178,15 +212,15 @@ def run(cfg: DaemonConfig, stop: threading.Event | None = None) -> None:
     last_state = [0.0]
 
     def on_tick(c: Controller) -> None:
-        import time
         if time.monotonic() - last_state[0] >= 1.0:
-            write_state(c, cfg.state)
+            write_state(c, cfg.state, mech)
             last_state[0] = time.monotonic()
-    ctl.log.emit(event="daemon_started", workloads=ctl.layout.workloads())
+    ctl.log.emit(event="daemon_started", workloads=ctl.layout.workloads(), mechanisms=mech.summary())
     try:
         ctl.run(stop, on_tick)
     finally:
-        write_state(ctl, cfg.state)
+        mech.close()
+        write_state(ctl, cfg.state, mech)
         if server:
             server.shutdown()
         ctl.log.emit(event="daemon_stopped")

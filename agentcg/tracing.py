@@ -1,8 +1,12 @@
 """Tool calls an agent starts without `agentcg exec`: exec events from the eBPF tracer become tool-call cgroups.
 
-agentcg.exec_tracer (BCC, run by Debian's python3) reports every exec inside a watched agent leaf; this side,
-in the controller's process, gives each such process its own tool-call cgroup (classified and budgeted from its
-command line, like `agentcg exec`) and moves it there, so the graduated response applies to it too.
+A tracer reports every exec inside a watched agent leaf; this side, in the controller's process, gives each such
+process its own tool-call cgroup (classified and budgeted from its command line, like `agentcg exec`) and moves it
+there, so the graduated response applies to it too. Two tracers speak the same line protocol:
+  - libbpf: bpf/exec_tracer.bpf.o (tp_btf, CO-RE) loaded by bpf/loader/exec_loader, built with the kernels agentcg
+    builds (AGENTCG_BPF_DIR); starts in milliseconds, needs no compiler or headers on the target;
+  - bcc: agentcg.exec_tracer run by Debian's python3 (python3-bpfcc), for stock kernels; compiles its program
+    against the running kernel's headers at start (seconds; tens of seconds under TCG).
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import json
 import os
 import select
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,8 +27,35 @@ from .layout import Layout, LayoutError
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
+BACKENDS = ("libbpf", "bcc")
+
+
 class TracerError(Exception):
     pass
+
+
+def libbpf_tracer() -> tuple[Path, Path] | None:
+    """The libbpf tracer's loader and object, where agentcg built them for the running kernel."""
+    bpf = os.environ.get("AGENTCG_BPF_DIR")
+    if not bpf:
+        return None
+    loader, obj = Path(bpf) / "exec_loader", Path(bpf) / "exec_tracer.bpf.o"
+    return (loader, obj) if loader.is_file() and obj.is_file() else None
+
+
+def tracer_argv(leaves: list[str], backend: str | None = None) -> tuple[list[str], str]:
+    """The command that traces execs in `leaves`, and which backend it is (None: libbpf where built, else bcc)."""
+    if backend not in (None, *BACKENDS):
+        raise TracerError(f"unknown exec tracer {backend!r}: one of {', '.join(BACKENDS)}")
+    built = libbpf_tracer()
+    if backend in (None, "libbpf") and built:
+        return [str(built[0]), "run", str(built[1]), *leaves], "libbpf"
+    if backend == "libbpf":
+        raise TracerError("no libbpf exec tracer for this kernel: agentcg builds it with its own kernels "
+                          "(AGENTCG_BPF_DIR); use the bcc tracer")
+    if not Path(SYSTEM_PYTHON).exists():
+        raise TracerError(f"{SYSTEM_PYTHON} not found: the exec tracer needs Debian's python3-bpfcc")
+    return [SYSTEM_PYTHON, "-m", "agentcg.exec_tracer", *leaves], "bcc"
 
 
 def cmdline(pid: int) -> str:
@@ -32,42 +64,67 @@ def cmdline(pid: int) -> str:
 
 
 class ExecTracer:
-    def __init__(self, layout: Layout, budgets: Budgets, log: EventLog):
+    def __init__(self, layout: Layout, budgets: Budgets, log: EventLog, backend: str | None = None):
         self.layout, self.budgets, self.log = layout, budgets, log
+        self.backend = backend
+        self._partial, self._pending = b"", []
+        self._stderr = None
         self.proc: subprocess.Popen | None = None
         self.leaves: dict[int, str] = {}  # agent leaf cgroup id -> workload
         self.moved = 0
 
     def start(self, workloads: list[str], timeout: float = 180.0) -> None:
-        """Load the BPF program (BCC compiles it: seconds) and watch the agents' leaves."""
-        if not Path(SYSTEM_PYTHON).exists():
-            raise TracerError(f"{SYSTEM_PYTHON} not found: the exec tracer needs Debian's python3-bpfcc")
+        """Load the BPF program and watch the agents' leaves."""
         leaves = []
         for name in workloads:
             leaf = self.layout.workload(name).path / "agent"
             self.leaves[os.stat(leaf).st_ino] = name
             leaves.append(str(leaf))
+        argv, self.backend = tracer_argv(leaves, self.backend)
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-        self.proc = subprocess.Popen([SYSTEM_PYTHON, "-m", "agentcg.exec_tracer", *leaves], cwd=REPO_ROOT, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if '"ready"' not in line:
+        self._stderr = tempfile.TemporaryFile()  # a pipe nobody reads would block a chatty tracer
+        self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
+        deadline, first = time.monotonic() + timeout, []
+        while not first and time.monotonic() < deadline:
+            first = self._read_lines(deadline - time.monotonic())
+            if first is None:
+                break
+        if not first or '"ready"' not in first[0]:
             self.stop()
-            err = self.proc.stderr.read()[-1500:] if self.proc.stderr else ""
-            raise TracerError(f"exec tracer did not start within {timeout:.0f} s: {line.strip()} {err}")
-        self.log.emit(event="tracer_started", workloads=workloads)
+            self._stderr.seek(0)
+            err = self._stderr.read().decode(errors="replace")[-1500:]
+            said = first[0].strip() if first else "nothing"
+            raise TracerError(f"{self.backend} exec tracer did not start within {timeout:.0f} s: {said} {err}")
+        self._pending = first[1:]
+        self.log.emit(event="tracer_started", workloads=workloads, backend=self.backend)
+
+    def _read_lines(self, timeout: float) -> list[str] | None:
+        """The complete lines the tracer wrote within timeout s ([] if none, None at its EOF). Read from the raw
+        pipe: a buffered readline() could keep a second line in its buffer while select() sees an empty pipe."""
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            return []
+        data = os.read(self.proc.stdout.fileno(), 65536)
+        if not data:
+            return None
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        return [line.decode(errors="replace") for line in lines if line.strip()]
 
     def run(self, stop: threading.Event) -> None:
+        for line in self._pending:
+            self.handle(json.loads(line))
         while not stop.is_set() and self.proc and self.proc.poll() is None:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.1)
-            if ready:
-                line = self.proc.stdout.readline()
-                if line:
-                    self.handle(json.loads(line))
+            lines = self._read_lines(0.1)
+            if lines is None:
+                return
+            for line in lines:
+                self.handle(json.loads(line))
 
     def handle(self, event: dict) -> None:
+        if "dropped" in event or "error" in event:  # the tracer's own trouble: execs it could not report
+            self.log.emit(event="tracer_trouble", backend=self.backend, **event)
+            return
         workload = self.leaves.get(event.get("cgid"))
         if workload is None:
             return
@@ -99,6 +156,7 @@ class ExecTracer:
                       latency_s=round(time.time() - meta.started, 4))
 
     def stop(self) -> None:
+        """Detach: closing its stdin makes either tracer exit; one that does not is killed."""
         if self.proc and self.proc.poll() is None:
             self.proc.stdin.close()
             try:
@@ -106,3 +164,5 @@ class ExecTracer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc:
+            self.proc.stdout.close()

@@ -48,6 +48,9 @@ def test_bad_budget_files_are_one_clear_error(tmp_path, text, message):
     ("workloads: [{name: '../x'}]", "invalid workload name"),
     ("workloads: [{name: a, priority: urgent}]", "priority must be one of"),
     ("workloads: [{name: a, memory_max_mib: -1}]", "positive number"),
+    ("memory_policy: bpf", "memory_policy must be one of auto, kernel, user"),
+    ("cpu_scheduler: eevdf", "cpu_scheduler must be one of"),
+    ("exec_tracer: yes", "exec_tracer must be one of"),
 ])
 def test_bad_daemon_configs_are_one_clear_error(tmp_path, text, message):
     p = tmp_path / "agentcg.yaml"

@@ -4,6 +4,7 @@ Each test builds agentcg's tree inside the test cgroup, runs the controller in a
 through `agentcg exec` as a user would. Sizes are scaled for TCG; timings are ratios or ordering, not absolutes.
 """
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -13,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from agentcg import ladder
+from agentcg import ladder, sched
 from agentcg.budgets import Budgets, load_config
 from agentcg.cgroup import Cgroup, reap
 from agentcg.controller import Controller, EventLog
 from agentcg.layout import TOOL_OOM_SCORE_ADJ, Layout
+from agentcg.memcg_bpf import BPFFS
 
 MIB = 1 << 20
+DECLARED = set(json.loads(os.environ.get("AGENTCG_DECLARED", "null")) or [])  # what the kernel declares
 pytestmark = pytest.mark.requires("memcg", "cgroup_freeze", "cgroup_kill", "psi")
 
 
@@ -248,16 +251,21 @@ child.wait()
 # A process the agent starts without `agentcg exec` is caught by the eBPF exec tracer and moved into its own
 # tool-call cgroup, which the controller removes once it ends.
 @pytest.mark.requires("bpf_syscall")
-def test_process_started_without_wrapper_lands_in_a_tool_cgroup(agentcg_env):
-    from agentcg.tracing import ExecTracer
+@pytest.mark.parametrize("backend", ["bcc", "libbpf"])
+def test_process_started_without_wrapper_lands_in_a_tool_cgroup(agentcg_env, backend):
+    from agentcg.tracing import ExecTracer, libbpf_tracer
+    if backend == "libbpf" and libbpf_tracer() is None:
+        pytest.skip("no agentcg-built BPF objects for this kernel (built with agentcg's kernels; Debian's kernels "
+                    "use the bcc tracer)")
     env = agentcg_env
     layout = env["layout"]
     layout.create_workload("w1")
     agent = Cgroup(layout.workload("w1").path / "agent").spawn(
         [sys.executable, "-c", AGENT_WITHOUT_WRAPPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     env["procs"].append(agent)
-    tracer = ExecTracer(layout, env["ctl"].budgets, env["log"])
+    tracer = ExecTracer(layout, env["ctl"].budgets, env["log"], backend=backend)
     tracer.start(["w1"])
+    assert tracer.backend == backend
     stop = threading.Event()
     reader = threading.Thread(target=tracer.run, args=(stop,), daemon=True)
     reader.start()
@@ -313,10 +321,87 @@ def test_daemon_serves_status_and_metrics(cg, tmp_path):
         assert (root / "claude-1" / "agent" / "memory.min").read_text().strip() == str(16 * MIB)
         metrics = urllib.request.urlopen("http://127.0.0.1:19707/metrics", timeout=10).read().decode()
         assert "agentcg_ticks_total" in metrics and 'agentcg_workload_memory_bytes{workload="swe-2"}' in metrics
+        # auto: the in-kernel memory policy and sched_ext where the kernel has them, else the user-space path
+        declared = DECLARED
+        mech = status["mechanisms"]
+        assert mech["memory"] == ("kernel" if "memcg_bpf_ops" in declared else "user"), mech
+        assert mech["cpu"] == ("sched_ext" if "sched_ext" in declared else "weights"), mech
+        assert mech["tracer"] == "off"
+        if "sched_ext" in declared:
+            assert sched.kernel_state() == "enabled"
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(30) == 0
         layout = Layout(root, state)
+        for name in layout.workloads():
+            layout.remove_workload(name)
+        Cgroup(root).destroy()
+    if "sched_ext" in DECLARED:
+        deadline = time.monotonic() + 10
+        while sched.kernel_state() != "disabled" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sched.kernel_state() == "disabled", "the daemon detached its scheduler when it stopped"
+
+
+# A mechanism asked for by name that cannot run here is one clear error, a non-zero exit and nothing left behind.
+def test_daemon_refuses_a_mechanism_it_cannot_run_and_leaves_nothing(cg, tmp_path):
+    root, state = cg.path / "agentcg", tmp_path / "state"
+    config = tmp_path / "agentcg.yaml"
+    config.write_text(f"root: {root}\nstate: {state}\nmetrics_port: 0\nmemory_policy: kernel\n"
+                      f"bpf_dir: {tmp_path / 'not-built'}\nworkloads: [{{name: w1}}]\n")
+    out = subprocess.run([sys.executable, "-m", "agentcg", "daemon", "--config", str(config)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "kernel was asked for but cannot run" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not root.exists(), "no half-made cgroups"
+    assert not list(BPFFS.glob("agentcg-*/*")), "no pinned links"
+
+
+# With exec_tracer on, the daemon catches a process an agent starts without `agentcg exec` and gives it a tool
+# call cgroup: the product path, not only the tracer.
+@pytest.mark.requires("bpf_syscall")
+def test_daemon_traces_tool_processes_started_without_the_wrapper(cg, tmp_path):
+    import signal
+    root, state = cg.path / "agentcg", tmp_path / "state"
+    config = tmp_path / "agentcg.yaml"
+    config.write_text(f"root: {root}\nstate: {state}\nmetrics_port: 0\ninterval_ms: 50\nexec_tracer: auto\n"
+                      "memory_policy: user\ncpu_scheduler: weights\nworkloads: [{name: w1}]\n")
+    daemon = subprocess.Popen([sys.executable, "-m", "agentcg", "daemon", "--config", str(config)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    agent = None
+    try:
+        deadline = time.monotonic() + 200  # the bcc tracer compiles its program first
+        while not (state / "status.json").exists() and time.monotonic() < deadline:
+            assert daemon.poll() is None, daemon.stderr.read()
+            time.sleep(0.2)
+        status = json.loads((state / "status.json").read_text())
+        assert status["mechanisms"]["tracer"] in ("libbpf", "bcc"), status["mechanisms"]
+        agent = Cgroup(root / "w1" / "agent").spawn([sys.executable, "-c", AGENT_WITHOUT_WRAPPER],
+                                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        agent.stdin.write("go\n")
+        agent.stdin.flush()
+        pid = int(agent.stdout.readline())
+        where = ""
+        deadline = time.monotonic() + 20
+        while "/w1/tools/call-" not in where and time.monotonic() < deadline:
+            where = Path(f"/proc/{pid}/cgroup").read_text().strip()
+            time.sleep(0.05)
+        assert "/w1/tools/call-" in where, where
+        assert Path(f"/proc/{pid}/oom_score_adj").read_text().strip() == "0"
+        agent.stdin.write("done\n")
+        agent.stdin.flush()
+        assert reap(agent) == 0
+    finally:
+        if agent is not None and agent.poll() is None:
+            agent.kill()
+            reap(agent)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0, daemon.stderr.read()
+        layout = Layout(root, state)
+        deadline = time.monotonic() + 10
+        while layout.calls("w1") and time.monotonic() < deadline:
+            time.sleep(0.05)
         for name in layout.workloads():
             layout.remove_workload(name)
         Cgroup(root).destroy()
