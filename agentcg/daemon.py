@@ -27,6 +27,7 @@ import yaml
 
 from . import ladder, mechanisms
 from .budgets import DEFAULT_FILE, Budgets, BudgetError, load_config as load_budgets
+from .cgroup import ROOT as CGROUP_ROOT
 from .controller import Controller, EventLog
 from .layout import DEFAULT_ROOT, DEFAULT_STATE, PRIORITIES, Layout, LayoutError, check_name
 
@@ -165,6 +166,27 @@ def write_state(ctl: Controller, state_dir: Path, mech: mechanisms.Mechanisms | 
     os.replace(tmp, path)
 
 
+def own_cgroup() -> Path:
+    """This process's cgroup v2 directory."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        if line.startswith("0::"):
+            return CGROUP_ROOT / line[3:].lstrip("/")
+    raise ConfigError("this process is in no cgroup v2 hierarchy: agentcg needs cgroup v2")
+
+
+def leave_parent_of(root: Path) -> Path | None:
+    """With systemd's Delegate=yes the daemon starts in the cgroup that holds its root. cgroup v2 lets a cgroup
+    with processes of its own enable no controllers for its children, so move into a leaf `daemon` beside the
+    root first. Returns the leaf, None when the daemon is elsewhere."""
+    here = own_cgroup()
+    if here != Path(root).parent:
+        return None
+    leaf = here / "daemon"
+    leaf.mkdir(exist_ok=True)
+    (leaf / "cgroup.procs").write_text(str(os.getpid()))
+    return leaf
+
+
 def build(cfg: DaemonConfig) -> tuple[Controller, mechanisms.Mechanisms]:
     """Set up workloads, the mechanisms and the controller; on any failure undo what was made here (workloads,
     attachments) and raise one ConfigError."""
@@ -177,6 +199,7 @@ def build(cfg: DaemonConfig) -> tuple[Controller, mechanisms.Mechanisms]:
     layout = Layout(cfg.root, cfg.state)
     made, mech, root_existed = [], None, layout.root.exists()
     try:
+        leave_parent_of(layout.root)
         layout.ensure_root()
         for w in cfg.workloads:
             if w["name"] in layout.workloads():

@@ -343,6 +343,33 @@ def test_daemon_serves_status_and_metrics(cg, tmp_path):
         assert sched.kernel_state() == "disabled", "the daemon detached its scheduler when it stopped"
 
 
+# Under systemd (Delegate=yes) the daemon starts inside the cgroup that holds its root; cgroup v2 lets a cgroup
+# with processes of its own enable no controllers below it, so the daemon moves itself into a leaf beside the root.
+def test_daemon_started_in_the_parent_of_its_root_moves_into_a_leaf(cg, tmp_path):
+    import signal
+    root, state = cg.path / "agentcg", tmp_path / "state"
+    config = tmp_path / "agentcg.yaml"
+    config.write_text(f"root: {root}\nstate: {state}\nmetrics_port: 0\nmemory_policy: user\n"
+                      "cpu_scheduler: weights\nworkloads: [{name: w1}]\n")
+    daemon = cg.spawn([sys.executable, "-m", "agentcg", "daemon", "--config", str(config)],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (state / "status.json").exists() and time.monotonic() < deadline:
+            assert daemon.poll() is None, daemon.stderr.read()
+            time.sleep(0.1)
+        assert Path(f"/proc/{daemon.pid}/cgroup").read_text().strip().endswith(f"/{cg.path.name}/daemon")
+        assert "memory" in (cg.path / "cgroup.subtree_control").read_text().split()
+        assert (root / "w1" / "agent" / "memory.min").exists()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0, daemon.stderr.read()
+        layout = Layout(root, state)
+        for name in layout.workloads():
+            layout.remove_workload(name)
+        Cgroup(root).destroy()
+
+
 # A mechanism asked for by name that cannot run here is one clear error, a non-zero exit and nothing left behind.
 def test_daemon_refuses_a_mechanism_it_cannot_run_and_leaves_nothing(cg, tmp_path):
     root, state = cg.path / "agentcg", tmp_path / "state"
