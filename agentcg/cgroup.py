@@ -5,6 +5,7 @@ kernfs wakes poll() with POLLPRI when such a file changes, so tests never sleep 
 """
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
@@ -25,6 +26,42 @@ class CgroupError(Exception):
 def values_close(a: float, b: float, err_pct: float) -> bool:
     """As the kernel selftests: |a-b| within err_pct percent of a+b (charges move in 64-page batches)."""
     return abs(a - b) <= (a + b) / 100 * err_pct
+
+
+class FileCache:
+    """Files read over and over (a controller's 20 Hz ticks), kept open and re-read from offset 0 with pread:
+    cgroup and /proc files regenerate their content on every read from the start. Under TCG an open() costs about
+    a millisecond, and a tick reads a few files per workload and tool call. A file whose cgroup was removed
+    reads as FileNotFoundError (ENODEV from the kernel), and its descriptor is dropped."""
+
+    def __init__(self):
+        self._fds: dict[str, int] = {}
+
+    def read(self, path: Path | str) -> str:
+        key = str(path)
+        fd = self._fds.get(key)
+        if fd is None:
+            fd = self._fds[key] = os.open(key, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.pread(fd, 1 << 16, 0).decode()
+        except OSError as e:
+            self._close(key)
+            raise FileNotFoundError(errno.ENOENT, f"{key}: {e.strerror}") from e
+
+    def forget(self, under: Path | str) -> None:
+        """Close the files of a cgroup (and below) that is gone or no longer watched."""
+        prefix = str(under).rstrip("/") + "/"
+        for key in [k for k in self._fds if k.startswith(prefix)]:
+            self._close(key)
+
+    def close(self) -> None:
+        for key in list(self._fds):
+            self._close(key)
+
+    def _close(self, key: str) -> None:
+        fd = self._fds.pop(key, None)
+        if fd is not None:
+            os.close(fd)
 
 
 def parse_keyed(text: str) -> dict[str, int]:
@@ -153,6 +190,15 @@ class Cgroup:
         proc = subprocess.Popen(argv, preexec_fn=enter, **popen_kw)
         self._spawned.append(proc)
         return proc
+
+    def child_names(self) -> list[str]:
+        """Names of the child cgroups, sorted. readdir's entry types tell directories from the ~50 interface files
+        without a stat each (the controller lists every workload's calls 20 times a second)."""
+        try:
+            with os.scandir(self.path) as entries:
+                return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        except FileNotFoundError:
+            return []
 
     def descendants(self) -> list["Cgroup"]:
         """All cgroups below this one, deepest first (the order rmdir needs)."""

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import select
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from . import ladder, sched
 from .budgets import Budgets
-from .cgroup import Cgroup, parse_keyed
+from .cgroup import Cgroup, FileCache, parse_keyed, parse_pressure
 from .layout import Layout
 
 UNLIMITED = 2**63 - 1
@@ -34,6 +36,7 @@ UNLIMITED = 2**63 - 1
 # never held a process is only over once its launcher says it moved one (meta.pid) or after this long (a launcher
 # that died in between), so the controller never removes a call its launcher is about to fill.
 CALL_START_GRACE_S = 30.0
+META_REREAD_S = 1.0
 
 
 @dataclass
@@ -70,22 +73,37 @@ def cgroup_gone(e: OSError) -> bool:
     return e.errno in (errno.ENOENT, errno.ENODEV)
 
 
-def workload_headroom(wl: Cgroup) -> int:
+def read_text(path: Path) -> str:
+    return Path(path).read_text()
+
+
+def workload_headroom(wl: Cgroup, available: int | None = None, memo: dict | None = None,
+                      read: Callable[[Path], str] = read_text) -> int:
     """Bytes the workload can still charge: the tightest memory.max among it and its ancestors, or what the
-    host has available (agents often share a parent budget rather than having their own)."""
-    room = host_available()
-    path = wl.path
-    while (path / "memory.max").exists():
-        cg = Cgroup(path)
-        limit = cg.read_int("memory.max")
-        if limit < UNLIMITED:
-            room = min(room, limit - cg.read_int("memory.current"))
-        path = path.parent
+    host has available (agents often share a parent budget rather than having their own). Per tick, pass the
+    host's `available` and one `memo` for all workloads: their shared ancestors are then read once."""
+    available = host_available(read) if available is None else available
+    return _room(wl.path, available, {} if memo is None else memo, read)
+
+
+def _room(path: Path, available: int, memo: dict, read: Callable[[Path], str]) -> int:
+    """What `path` and its ancestors still let be charged below it."""
+    if path in memo:
+        return memo[path]
+    try:
+        limit = int(read(path / "memory.max").replace("max", str(UNLIMITED)))
+    except FileNotFoundError:  # the root cgroup, or no memory controller: only the host limits
+        memo[path] = available
+        return available
+    room = _room(path.parent, available, memo, read)
+    if limit < UNLIMITED:
+        room = min(room, limit - int(read(path / "memory.current")))
+    memo[path] = room
     return room
 
 
-def host_available() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
+def host_available(read: Callable[[Path], str] = read_text) -> int:
+    for line in read(Path("/proc/meminfo")).splitlines():
         if line.startswith("MemAvailable:"):
             return int(line.split()[1]) * 1024
     return 0
@@ -100,6 +118,11 @@ class Controller:
         self.tracked_workloads: set[str] = set()
         self.workload_ids: dict[str, int] = {}
         self.calls: dict[tuple[str, str], CallState] = {}
+        self.files = FileCache()  # what every tick reads, kept open
+        self._priority: dict[str, str] = {}  # per workload, read once: it is fixed when the workload is made
+        self._wl: dict[str, tuple[Cgroup, Cgroup]] = {}  # workload -> (its cgroup, its tools cgroup)
+        self._call_cgs: dict[tuple[str, str], Cgroup] = {}
+        self._metas: dict[Path, tuple] = {}  # call metadata: (file identity, parsed, when)
         self.ticks = 0
         self.decisions = 0
 
@@ -112,25 +135,77 @@ class Controller:
         if self.scheduler:
             self._check_scheduler()
         now = time.monotonic()
-        for wname in self.layout.workloads():
+        read = self.files.read
+        available, memo = host_available(read), {}
+        workloads = self._workloads()
+        for wname in workloads:
+            wl, tools = self._wl[wname]
             try:
-                wl = self.layout.workload(wname)
-                headroom = workload_headroom(wl)
+                headroom = workload_headroom(wl, available, memo, read)
+                priority = self._workload_priority(wname)
                 if wname not in self.tracked_workloads:
                     self._track_workload(wname, wl)
             except (OSError, ValueError):
                 continue  # removed while we looked
-            for cg in self.layout.calls(wname):
+            for name in tools.child_names():
+                cg = self._call_cg(wname, tools, name)
                 try:
-                    self._tick_call(wname, cg, headroom, now)
+                    self._tick_call(wname, cg, headroom, priority, now)
                 except OSError as e:
                     if not cgroup_gone(e):
                         raise
                     self.calls.pop((wname, cg.name), None)
+                    self._forget_call(wname, cg)
 
-    def _tick_call(self, wname: str, cg: Cgroup, headroom: int, now: float) -> None:
+    def _workloads(self) -> list[str]:
+        """The workloads now (Layout.workloads, without re-checking the ones already known each tick)."""
+        names = [n for n in Cgroup(self.layout.root).child_names()
+                 if n in self._wl or (self.layout.root / n / "agent").is_dir()]
+        for wname in [w for w in self._wl if w not in names]:  # removed: drop what we kept for it
+            del self._wl[wname]
+            self._priority.pop(wname, None)
+            self.tracked_workloads.discard(wname)
+            self._call_cgs = {k: v for k, v in self._call_cgs.items() if k[0] != wname}
+            self.files.forget(self.layout.root / wname)
+        for wname in names:
+            if wname not in self._wl:
+                self._wl[wname] = (Cgroup(self.layout.root / wname), Cgroup(self.layout.root / wname / "tools"))
+        return names
+
+    def _call_cg(self, wname: str, tools: Cgroup, name: str) -> Cgroup:
+        cg = self._call_cgs.get((wname, name))
+        if cg is None:
+            cg = self._call_cgs[(wname, name)] = Cgroup(tools.path / name)
+        return cg
+
+    def _forget_call(self, wname: str, cg: Cgroup) -> None:
+        self._call_cgs.pop((wname, cg.name), None)
+        self.files.forget(cg.path)
+
+    def _workload_priority(self, wname: str) -> str:
+        if wname not in self._priority:
+            self._priority[wname] = self.layout.priority(wname)
+        return self._priority[wname]
+
+    def _load_meta(self, wname: str, call: str):
+        """The call's metadata, re-parsed when its file changed (a stat per tick instead of a read) and at least
+        once a second (two saves within one timestamp tick can look alike)."""
+        path = self.layout.meta_path(wname, call)
+        try:
+            st = os.stat(path)
+        except OSError:
+            self._metas.pop(path, None)
+            return None
+        ident = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = self._metas.get(path)
+        now = time.monotonic()
+        if cached is None or cached[0] != ident or now - cached[2] > META_REREAD_S:
+            cached = self._metas[path] = (ident, self.layout.load_meta(wname, call), now)
+        return cached[1]
+
+    def _tick_call(self, wname: str, cg: Cgroup, headroom: int, priority: str, now: float) -> None:
         key = (wname, cg.name)
-        meta = self.layout.load_meta(wname, cg.name)  # before cgroup.events: launchers record the pid after the move
+        meta = self._load_meta(wname, cg.name)  # before cgroup.events: launchers record the pid after the move
         state = self.calls.get(key)
         if state is None:
             state = self.calls[key] = CallState()
@@ -141,15 +216,18 @@ class Controller:
                           command=meta.command if meta else None, cls=meta.cls if meta else None,
                           budget=self._budget(meta))
             if self.inkernel:
-                self.inkernel.track_call(cg, self._budget(meta),
-                                         self.layout.priority(wname))
+                self.inkernel.track_call(cg, self._budget(meta), priority)
             self._schedule(cg.path, sched.sched_class(meta.cls if meta else "other"), wname)
-        populated = bool(parse_keyed(cg.read("cgroup.events")).get("populated"))
+        populated = bool(parse_keyed(self.files.read(f"{cg.path}/cgroup.events")).get("populated"))
         state.was_populated |= populated
         if not populated and state.stage != "frozen" and self._call_over(state, meta):
             self._finish(wname, cg, state)
             return
-        usage = cg.read_int("memory.current")
+        if not ladder.can_act(state.stage, headroom, priority, self.cfg):
+            state.stall_total_us = None  # observing again starts a fresh stall sample
+            state.stalled_since = None
+            return
+        usage = int(self.files.read(f"{cg.path}/memory.current"))
         state.peak = max(state.peak, usage)
         stall_frac = self._stall_frac(cg, state, now)
         threshold = self.cfg.stall_frac
@@ -161,7 +239,7 @@ class Controller:
         view = ladder.ToolView(usage=usage, budget=budget, headroom=headroom, stall_frac=stall_frac,
                                stage=state.stage, stage_age=now - state.stage_since,
                                stalled_for=now - state.stalled_since if state.stalled_since else 0.0,
-                               priority=self.layout.priority(wname))
+                               priority=priority)
         decision = ladder.decide(view, self.cfg)
         if decision.acts:
             self._apply(wname, cg, state, decision, view, meta)
@@ -181,7 +259,7 @@ class Controller:
         return self.budgets.budget_bytes(meta.cls if meta else "other")
 
     def _stall_frac(self, cg: Cgroup, state: CallState, now: float) -> float:
-        total = cg.pressure("memory")["some"]["total"]
+        total = parse_pressure(self.files.read(f"{cg.path}/memory.pressure"))["some"]["total"]
         frac = 0.0
         if state.stall_total_us is not None and now > state.stall_seen:
             frac = min(1.0, (total - state.stall_total_us) / 1e6 / (now - state.stall_seen))
@@ -224,6 +302,8 @@ class Controller:
         if meta and meta.launcher == "tracer":
             self.layout.finish_call(wname, cg.name)
         self.calls.pop((wname, cg.name), None)
+        self._forget_call(wname, cg)
+        self._metas.pop(self.layout.meta_path(wname, cg.name), None)
         if self.inkernel:
             self.inkernel.forget(cg.path)
         if self.scheduler:
@@ -289,6 +369,7 @@ class Controller:
             if on_tick:
                 on_tick(self)
             self._wait(stop, max(0.0, self.interval - (time.monotonic() - started)))
+        self.files.close()
 
     def status(self) -> dict:
         tree = {}

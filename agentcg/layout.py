@@ -84,9 +84,7 @@ class Layout:
         return Cgroup(path)
 
     def workloads(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and (p / "agent").is_dir())
+        return [name for name in Cgroup(self.root).child_names() if os.path.isdir(self.root / name / "agent")]
 
     def create_workload(self, name: str, priority: str = "normal", agent_min: int = 0,
                         memory_max: int | None = None) -> Cgroup:
@@ -178,7 +176,7 @@ class Layout:
 
     def calls(self, workload: str) -> list[Cgroup]:
         tools = self.root / workload / "tools"
-        return [Cgroup(p) for p in sorted(tools.iterdir()) if p.is_dir()] if tools.is_dir() else []
+        return [Cgroup(tools / name) for name in Cgroup(tools).child_names()]
 
     def meta_path(self, workload: str, call: str) -> Path:
         return self.state / workload / f"{call}.json"

@@ -24,3 +24,23 @@ def test_an_empty_call_is_over_once_its_launcher_recorded_the_pid():
 
 def test_a_call_no_process_ever_entered_is_over_after_the_grace():
     assert Controller._call_over(CallState(first_seen=time.monotonic() - CALL_START_GRACE_S - 1), meta())
+
+
+# Headroom: the tightest memory.max minus usage among a workload and its ancestors, else the host's available.
+def test_headroom_is_the_tightest_ancestor_limit(tmp_path):
+    from agentcg.cgroup import Cgroup
+    from agentcg.controller import workload_headroom
+
+    def node(path, limit, current):
+        path.mkdir(parents=True)
+        (path / "memory.max").write_text(f"{limit}\n")
+        (path / "memory.current").write_text(f"{current}\n")
+        return path
+    parent = node(tmp_path / "parent", 1000, 900)          # 100 left for everyone below
+    w1 = node(parent / "w1", "max", 50)
+    w2 = node(parent / "w2", 60, 20)                        # 40 left: tighter than the parent
+    memo = {}
+    assert workload_headroom(Cgroup(w1), 10_000, memo) == 100
+    assert workload_headroom(Cgroup(w2), 10_000, memo) == 40
+    assert memo[parent] == 100, "the shared parent is read once per tick"
+    assert workload_headroom(Cgroup(w1), 30) == 30, "the host has less than the limits allow"

@@ -1,3 +1,5 @@
+import pytest
+
 from agentcg.cgroup import parse_keyed, parse_pressure, values_close
 
 
@@ -15,3 +17,21 @@ def test_pressure_file():
 
 def test_values_close_tolerance():
     assert values_close(50, 52, 3) and not values_close(50, 60, 3)
+
+
+# FileCache re-reads a file from the start on every read; a file that went away reads as FileNotFoundError.
+def test_file_cache_rereads_and_reports_removed_files(tmp_path):
+    from agentcg.cgroup import FileCache
+    f = tmp_path / "cg" / "memory.current"
+    f.parent.mkdir()
+    f.write_text("100\n")
+    cache = FileCache()
+    assert cache.read(f) == "100\n"
+    with open(f, "r+") as out:  # in place, as the kernel regenerates it
+        out.write("250\n")
+    assert cache.read(f) == "250\n"
+    cache.forget(tmp_path / "cg")
+    f.unlink()
+    with pytest.raises(FileNotFoundError):
+        cache.read(f)
+    cache.close()

@@ -1,6 +1,7 @@
 """The graduated response, decision by decision (agentcg.ladder)."""
 import pytest
 
+from agentcg import ladder
 from agentcg.ladder import MIB, LadderConfig, ToolView, decide, next_stage
 
 CFG = LadderConfig(reserve_bytes=64 * MIB, runaway_factor=4, stall_frac=0.5, freeze_after_s=1, kill_after_s=3)
@@ -80,3 +81,23 @@ def test_low_priority_is_throttled_first_high_priority_last():
     assert decide(view(**tight, priority="normal"), CFG).action == "none"
     assert decide(view(usage=300 * MIB, headroom=40 * MIB, priority="high"), CFG).action == "none"
     assert decide(view(usage=300 * MIB, headroom=20 * MIB, priority="high"), CFG).action == "throttle"
+
+
+# can_act() lets the controller skip observing a call; it must never hide a decision decide() would make.
+@pytest.mark.parametrize("priority", ["low", "normal", "high"])
+def test_can_act_is_false_only_where_decide_would_say_nothing(priority):
+    cfg = LadderConfig(reserve_bytes=64 * MIB, runaway_factor=4)
+    budget = 32 * MIB
+    for stage in ("running", "throttled", "frozen"):
+        for headroom_mib in (0, 16, 31, 32, 63, 64, 127, 128, 129, 255, 256, 257, 1024):
+            if ladder.can_act(stage, headroom_mib * MIB, priority, cfg):
+                continue
+            for usage_mib in (1, 32, 33, 100, 128, 129, 4096):
+                for stalled in (0.0, 10.0):
+                    v = ToolView(usage=usage_mib * MIB, budget=budget, headroom=headroom_mib * MIB,
+                                 stall_frac=1.0 if stalled else 0.0, stage=stage, stage_age=100.0,
+                                 stalled_for=stalled, priority=priority)
+                    assert not decide(v, cfg).acts, (stage, headroom_mib, usage_mib, stalled)
+    assert ladder.can_act("running", 0, priority, cfg)  # no headroom: observe
+    assert ladder.can_act("throttled", 1 << 40, priority, cfg)  # a throttled call must be released
+    assert not ladder.can_act("running", 1 << 40, priority, cfg)
