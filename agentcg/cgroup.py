@@ -46,7 +46,9 @@ class FileCache:
             return os.pread(fd, 1 << 16, 0).decode()
         except OSError as e:
             self._close(key)
-            raise FileNotFoundError(errno.ENOENT, f"{key}: {e.strerror}") from e
+            if e.errno in (errno.ENODEV, errno.ENOENT):  # the cgroup was removed after we opened its file
+                raise FileNotFoundError(errno.ENOENT, f"{key}: {e.strerror}") from e
+            raise
 
     def forget(self, under: Path | str) -> None:
         """Close the files of a cgroup (and below) that is gone or no longer watched."""
@@ -192,11 +194,16 @@ class Cgroup:
         return proc
 
     def child_names(self) -> list[str]:
-        """Names of the child cgroups, sorted. readdir's entry types tell directories from the ~50 interface files
-        without a stat each (the controller lists every workload's calls 20 times a second)."""
+        """Names of the child cgroups, sorted."""
+        return [name for name, _ in self.child_ids()]
+
+    def child_ids(self) -> list[tuple[str, int]]:
+        """(name, cgroup id) of the child cgroups, sorted by name. readdir's entry types tell directories from the
+        ~50 interface files without a stat each (the controller lists every workload's calls 20 times a second);
+        the id (the directory's inode) tells a cgroup from a new one made under the same name."""
         try:
             with os.scandir(self.path) as entries:
-                return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+                return sorted((e.name, e.inode()) for e in entries if e.is_dir(follow_symlinks=False))
         except FileNotFoundError:
             return []
 

@@ -51,6 +51,14 @@ class CallState:
     first_seen: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class CallEntry:
+    """A call cgroup the controller has seen: its id (a new cgroup under the same name is another call)."""
+    cgid: int
+    cg: Cgroup
+    finished: bool = False
+
+
 class EventLog:
     """JSON lines, one per decision or lifecycle event; also kept in memory (last N) for status."""
 
@@ -121,7 +129,7 @@ class Controller:
         self.files = FileCache()  # what every tick reads, kept open
         self._priority: dict[str, str] = {}  # per workload, read once: it is fixed when the workload is made
         self._wl: dict[str, tuple[Cgroup, Cgroup]] = {}  # workload -> (its cgroup, its tools cgroup)
-        self._call_cgs: dict[tuple[str, str], Cgroup] = {}
+        self._call_cgs: dict[tuple[str, str], CallEntry] = {}
         self._metas: dict[Path, tuple] = {}  # call metadata: (file identity, parsed, when)
         self.ticks = 0
         self.decisions = 0
@@ -139,7 +147,7 @@ class Controller:
         available, memo = host_available(read), {}
         workloads = self._workloads()
         for wname in workloads:
-            wl, tools = self._wl[wname]
+            _, wl, tools = self._wl[wname]
             try:
                 headroom = workload_headroom(wl, available, memo, read)
                 priority = self._workload_priority(wname)
@@ -147,45 +155,82 @@ class Controller:
                     self._track_workload(wname, wl)
             except (OSError, ValueError):
                 continue  # removed while we looked
-            for name in tools.child_names():
-                cg = self._call_cg(wname, tools, name)
+            for cg in self._calls_of(wname, tools):
                 try:
                     self._tick_call(wname, cg, headroom, priority, now)
                 except OSError as e:
                     if not cgroup_gone(e):
                         raise
-                    self.calls.pop((wname, cg.name), None)
-                    self._forget_call(wname, cg)
+                    self._drop_call(wname, cg.name)
+
+    # ---- what the controller keeps per workload and call, dropped as soon as they are gone -----------------
 
     def _workloads(self) -> list[str]:
-        """The workloads now (Layout.workloads, without re-checking the ones already known each tick)."""
-        names = [n for n in Cgroup(self.layout.root).child_names()
-                 if n in self._wl or (self.layout.root / n / "agent").is_dir()]
-        for wname in [w for w in self._wl if w not in names]:  # removed: drop what we kept for it
-            del self._wl[wname]
-            self._priority.pop(wname, None)
-            self.tracked_workloads.discard(wname)
-            self._call_cgs = {k: v for k, v in self._call_cgs.items() if k[0] != wname}
-            self.files.forget(self.layout.root / wname)
-        for wname in names:
+        """The workloads now (as Layout.workloads, without re-checking known ones each tick). One removed, or
+        removed and made again under its name (a new cgroup id), has everything kept for it dropped."""
+        root = self.layout.root
+        listed = {name: cgid for name, cgid in Cgroup(root).child_ids()
+                  if (name in self._wl and self._wl[name][0] == cgid) or (root / name / "agent").is_dir()}
+        for wname in [w for w, kept in self._wl.items() if listed.get(w) != kept[0]]:
+            self._drop_workload(wname)
+        for wname, cgid in listed.items():
             if wname not in self._wl:
-                self._wl[wname] = (Cgroup(self.layout.root / wname), Cgroup(self.layout.root / wname / "tools"))
-        return names
+                self._wl[wname] = (cgid, Cgroup(root / wname), Cgroup(root / wname / "tools"))
+        return list(listed)
 
-    def _call_cg(self, wname: str, tools: Cgroup, name: str) -> Cgroup:
-        cg = self._call_cgs.get((wname, name))
-        if cg is None:
-            cg = self._call_cgs[(wname, name)] = Cgroup(tools.path / name)
-        return cg
+    def _calls_of(self, wname: str, tools: Cgroup) -> list[Cgroup]:
+        """The workload's call cgroups still to watch. Calls gone since the last tick (removed by their launcher
+        before a tick saw them empty) are dropped; finished ones wait, unwatched, for their launcher to remove
+        them (observed again, they would be started and finished twice)."""
+        listed = dict(tools.child_ids())
+        for (w, name), entry in list(self._call_cgs.items()):
+            if w == wname and listed.get(name) != entry.cgid:
+                self._drop_call(wname, name)
+        out = []
+        for name, cgid in listed.items():
+            entry = self._call_cgs.get((wname, name))
+            if entry is None:
+                entry = self._call_cgs[(wname, name)] = CallEntry(cgid, Cgroup(tools.path / name))
+            if not entry.finished:
+                out.append(entry.cg)
+        return out
 
-    def _forget_call(self, wname: str, cg: Cgroup) -> None:
-        self._call_cgs.pop((wname, cg.name), None)
-        self.files.forget(cg.path)
+    def _release_call(self, wname: str, name: str) -> None:
+        """A call is over: its open files, cached metadata, state and kernel map entries go."""
+        entry = self._call_cgs.get((wname, name))
+        self.calls.pop((wname, name), None)
+        self._metas.pop(self.layout.meta_path(wname, name), None)
+        if entry is None or entry.finished:
+            return
+        entry.finished = True
+        self.files.forget(entry.cg.path)
+        if self.inkernel:
+            self.inkernel.forget_id(entry.cgid)
+        if self.scheduler:
+            self._scheduler_call(self.scheduler.forget_id, entry.cgid)
+
+    def _drop_call(self, wname: str, name: str) -> None:
+        """Forget a call whose cgroup is gone."""
+        self._release_call(wname, name)
+        self._call_cgs.pop((wname, name), None)
+
+    def _drop_workload(self, wname: str) -> None:
+        for w, name in [k for k in self._call_cgs if k[0] == wname]:
+            self._drop_call(w, name)
+        _, wl, _ = self._wl.pop(wname)
+        self._priority.pop(wname, None)
+        self.tracked_workloads.discard(wname)
+        self.files.forget(wl.path)
 
     def _workload_priority(self, wname: str) -> str:
-        if wname not in self._priority:
-            self._priority[wname] = self.layout.priority(wname)
-        return self._priority[wname]
+        """Fixed when the workload is made: read once, but kept only once its file exists (a workload is listed as
+        soon as its agent leaf is, a moment before its priority is written)."""
+        if wname in self._priority:
+            return self._priority[wname]
+        priority = self.layout.priority(wname)
+        if (self.layout.state / wname / "workload.json").exists():
+            self._priority[wname] = priority
+        return priority
 
     def _load_meta(self, wname: str, call: str):
         """The call's metadata, re-parsed when its file changed (a stat per tick instead of a read) and at least
@@ -301,13 +346,7 @@ class Controller:
         # calls the exec tracer found have no launcher waiting for them
         if meta and meta.launcher == "tracer":
             self.layout.finish_call(wname, cg.name)
-        self.calls.pop((wname, cg.name), None)
-        self._forget_call(wname, cg)
-        self._metas.pop(self.layout.meta_path(wname, cg.name), None)
-        if self.inkernel:
-            self.inkernel.forget(cg.path)
-        if self.scheduler:
-            self._scheduler_call(self.scheduler.forget, cg.path)
+        self._release_call(wname, cg.name)
         self.log.emit(event="call_finished", workload=wname, call=cg.name, peak=peak, stage=state.stage,
                       cls=meta.cls if meta else None)
 

@@ -179,7 +179,7 @@ def leave_parent_of(root: Path) -> Path | None:
     with processes of its own enable no controllers for its children, so move into a leaf `daemon` beside the
     root first. Returns the leaf, None when the daemon is elsewhere."""
     here = own_cgroup()
-    if here != Path(root).parent:
+    if here != Path(root).parent or here == CGROUP_ROOT:  # the root cgroup may hold processes and controllers
         return None
     leaf = here / "daemon"
     leaf.mkdir(exist_ok=True)
@@ -214,32 +214,42 @@ def build(cfg: DaemonConfig) -> tuple[Controller, mechanisms.Mechanisms]:
         ctl = Controller(layout, budgets, cfg.ladder, log, interval=cfg.interval_ms / 1000,
                          inkernel=mech.inkernel, scheduler=mech.scheduler)
         mechanisms.start_tracer(mech, layout, budgets, log, [w["name"] for w in cfg.workloads])
-    except (LayoutError, OSError, mechanisms.MechanismError) as e:
+    except BaseException as e:  # a SIGTERM while the tracer compiles, too: nothing stays attached or made
         if mech is not None:
             mech.close()
         for name in made:
             layout.remove_workload(name)
         if not root_existed and layout.root.exists() and not layout.workloads():
             layout.root.rmdir()
-        raise ConfigError(str(e))
+        if isinstance(e, (LayoutError, OSError, mechanisms.MechanismError)):
+            raise ConfigError(str(e)) from e
+        raise
     return ctl, mech
 
 
 def run(cfg: DaemonConfig, stop: threading.Event | None = None) -> None:
-    ctl, mech = build(cfg)
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-    server = serve_metrics(ctl, cfg.metrics_port) if cfg.metrics_port else None
+        # before build(): a stop while it attaches BPF or waits for the tracer must still run its cleanup
+        def on_signal(*_):
+            if stop.is_set() or not started:
+                raise KeyboardInterrupt("stopped during start-up")
+            stop.set()
+        started = False
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    ctl, mech = build(cfg)
+    started = True
+    server = None
     last_state = [0.0]
 
     def on_tick(c: Controller) -> None:
         if time.monotonic() - last_state[0] >= 1.0:
             write_state(c, cfg.state, mech)
             last_state[0] = time.monotonic()
-    ctl.log.emit(event="daemon_started", workloads=ctl.layout.workloads(), mechanisms=mech.summary())
     try:
+        server = serve_metrics(ctl, cfg.metrics_port) if cfg.metrics_port else None
+        ctl.log.emit(event="daemon_started", workloads=ctl.layout.workloads(), mechanisms=mech.summary())
         ctl.run(stop, on_tick)
     finally:
         mech.close()

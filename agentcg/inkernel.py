@@ -139,7 +139,12 @@ class InKernelPolicy:
 
     def forget(self, path: Path) -> None:
         cgid = self._cgid(path)
-        if cgid is None or cgid not in self.ids:
+        if cgid is not None:
+            self.forget_id(cgid)
+
+    def forget_id(self, cgid: int) -> None:
+        """Drop a cgroup's policy by id (also once its directory is gone)."""
+        if cgid not in self.ids:
             return
         self.ids.pop(cgid, None)
         self._request(f"delete policies {cgid.to_bytes(8, 'little').hex()}", missing_ok=True)

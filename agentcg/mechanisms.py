@@ -128,7 +128,10 @@ def start_tracer(m: Mechanisms, layout, budgets, log, workloads: list[str]) -> N
     try:
         tracer.start(workloads)
     except TracerError as e:
-        raise MechanismError(str(e)) from e
+        if m.tracer != "auto":
+            raise MechanismError(str(e)) from e
+        m.tracer, m.reasons["tracer"] = "off", str(e)  # auto: run without it, and say why
+        return
     m.exec_tracer, m.tracer = tracer, tracer.backend
     m.reasons["tracer"] = "configured"
     stop = threading.Event()

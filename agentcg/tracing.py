@@ -91,9 +91,9 @@ class ExecTracer:
             if first is None:
                 break
         if not first or '"ready"' not in first[0]:
-            self.stop()
             self._stderr.seek(0)
             err = self._stderr.read().decode(errors="replace")[-1500:]
+            self.stop()
             said = first[0].strip() if first else "nothing"
             raise TracerError(f"{self.backend} exec tracer did not start within {timeout:.0f} s: {said} {err}")
         self._pending = first[1:]
@@ -112,14 +112,25 @@ class ExecTracer:
         return [line.decode(errors="replace") for line in lines if line.strip()]
 
     def run(self, stop: threading.Event) -> None:
+        """Handle the tracer's lines until `stop`; a line that cannot be handled is logged, never the end."""
         for line in self._pending:
-            self.handle(json.loads(line))
+            self._handle_line(line)
         while not stop.is_set() and self.proc and self.proc.poll() is None:
             lines = self._read_lines(0.1)
             if lines is None:
-                return
+                break
             for line in lines:
-                self.handle(json.loads(line))
+                self._handle_line(line)
+        if not stop.is_set():
+            self.log.emit(event="tracer_trouble", backend=self.backend,
+                          error=f"the exec tracer exited (status {self.proc.poll() if self.proc else None})")
+
+    def _handle_line(self, line: str) -> None:
+        try:
+            self.handle(json.loads(line))
+        except Exception as e:  # noqa: BLE001 - a dead reader moves nothing: log it and go on
+            self.log.emit(event="tracer_trouble", backend=self.backend, error=f"{type(e).__name__}: {e}",
+                          line=line[:200])
 
     def handle(self, event: dict) -> None:
         if "dropped" in event or "error" in event:  # the tracer's own trouble: execs it could not report
@@ -137,7 +148,7 @@ class ExecTracer:
         try:
             cg, meta = self.layout.start_call(workload, command, cls, self.budgets.budget_bytes(cls),
                                               launcher="tracer")
-        except LayoutError as e:
+        except (LayoutError, OSError) as e:
             self.log.emit(event="call_trace_failed", workload=workload, pid=pid, command=command, error=str(e))
             return
         try:
@@ -157,12 +168,17 @@ class ExecTracer:
 
     def stop(self) -> None:
         """Detach: closing its stdin makes either tracer exit; one that does not is killed."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.stdin.close()
+        if self.proc:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc:
             self.proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None

@@ -237,6 +237,38 @@ def test_controller_keeps_a_call_until_its_process_has_entered(agentcg_env):
     assert [e["call"] for e in env["log"].recent if e["event"] == "call_finished"] == [meta.call]
 
 
+# What the controller keeps per call (state, open files, cached metadata) lives exactly as long as the call: a call
+# finished but not yet removed by its launcher is started and finished once, not once per tick; a call its
+# launcher removed before any tick saw it end leaves nothing behind (a daemon would otherwise run out of fds).
+def test_controller_keeps_nothing_of_calls_that_are_gone(agentcg_env):
+    env = agentcg_env
+    layout, ctl = env["layout"], env["ctl"]
+    layout.create_workload("w1")
+
+    def call_with_process():
+        cg, meta = layout.start_call("w1", "sleep 30", "other", 32 * MIB)
+        proc = cg.spawn(["sleep", "30"])
+        meta.pid = proc.pid
+        layout.save_meta(meta)
+        ctl.tick()
+        proc.kill()
+        reap(proc)
+        cg.wait_populated(False)
+        return cg, meta
+
+    cg, meta = call_with_process()
+    for _ in range(3):
+        ctl.tick()  # ended, still there: its launcher has not removed it yet
+    events = [e["event"] for e in env["log"].recent if e.get("call") == meta.call]
+    assert events == ["call_started", "call_finished"], events
+    layout.finish_call("w1", meta.call)
+    cg2, meta2 = call_with_process()
+    layout.finish_call("w1", meta2.call)  # removed before a tick saw it end
+    ctl.tick()
+    assert ctl.calls == {} and ctl._call_cgs == {} and ctl._metas == {}
+    assert not [f for f in ctl.files._fds if "/tools/" in f], ctl.files._fds
+
+
 AGENT_WITHOUT_WRAPPER = """
 import subprocess, sys
 sys.stdin.readline()
