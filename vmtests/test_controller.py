@@ -3,6 +3,7 @@
 Each test builds agentcg's tree inside the test cgroup, runs the controller in a thread, and drives tool calls
 through `agentcg exec` as a user would. Sizes are scaled for TCG; timings are ratios or ordering, not absolutes.
 """
+import contextlib
 import json
 import os
 import statistics
@@ -328,23 +329,42 @@ def test_process_started_without_wrapper_lands_in_a_tool_cgroup(agentcg_env, bac
         tracer.stop()
 
 
-# `agentcg daemon` from a YAML config: sets up its workloads, serves Prometheus metrics on localhost, keeps a
-# root-only status file that `agentcg status` reads, and stops cleanly on SIGTERM.
-def test_daemon_serves_status_and_metrics(cg, tmp_path):
+@contextlib.contextmanager
+def daemon_running(cg, tmp_path, config: str, start_in: Cgroup | None = None, wait_s: float = 60):
+    """`agentcg daemon` with `config` (root and state filled in) until its status file is there; stopped with
+    SIGTERM afterwards, which must exit 0, and its tree removed. Yields (process, root, state)."""
     import signal
-    import urllib.request
     root, state = cg.path / "agentcg", tmp_path / "state"
-    config = tmp_path / "agentcg.yaml"
-    config.write_text(f"root: {root}\nstate: {state}\nmetrics_port: 19707\ninterval_ms: 50\n"
-                      "workloads:\n  - {name: claude-1, priority: high, agent_min_mib: 16}\n"
-                      "  - {name: swe-2, priority: low}\n")
-    daemon = subprocess.Popen([sys.executable, "-m", "agentcg", "daemon", "--config", str(config)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    path = tmp_path / "agentcg.yaml"
+    path.write_text(f"root: {root}\nstate: {state}\n{config}")
+    argv = [sys.executable, "-m", "agentcg", "daemon", "--config", str(path)]
+    kw = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    daemon = start_in.spawn(argv, **kw) if start_in else subprocess.Popen(argv, **kw)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + wait_s
         while not (state / "status.json").exists() and time.monotonic() < deadline:
             assert daemon.poll() is None, daemon.stderr.read()
             time.sleep(0.1)
+        yield daemon, root, state
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0, daemon.stderr.read()
+        layout = Layout(root, state)
+        deadline = time.monotonic() + 10
+        while any(layout.calls(w) for w in layout.workloads()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for name in layout.workloads():
+            layout.remove_workload(name)
+        Cgroup(root).destroy()
+
+
+# `agentcg daemon` from a YAML config: sets up its workloads, serves Prometheus metrics on localhost, keeps a
+# root-only status file that `agentcg status` reads, and stops cleanly on SIGTERM.
+def test_daemon_serves_status_and_metrics(cg, tmp_path):
+    import urllib.request
+    config = ("metrics_port: 19707\ninterval_ms: 50\nworkloads:\n"
+              "  - {name: claude-1, priority: high, agent_min_mib: 16}\n  - {name: swe-2, priority: low}\n")
+    with daemon_running(cg, tmp_path, config) as (_, root, state):
         assert oct((state / "status.json").stat().st_mode & 0o777) == "0o600"
         status = json.loads(subprocess.run([sys.executable, "-m", "agentcg", "status", "--json", "--state",
                                             str(state)], capture_output=True, text=True, check=True).stdout)
@@ -354,20 +374,12 @@ def test_daemon_serves_status_and_metrics(cg, tmp_path):
         metrics = urllib.request.urlopen("http://127.0.0.1:19707/metrics", timeout=10).read().decode()
         assert "agentcg_ticks_total" in metrics and 'agentcg_workload_memory_bytes{workload="swe-2"}' in metrics
         # auto: the in-kernel memory policy and sched_ext where the kernel has them, else the user-space path
-        declared = DECLARED
         mech = status["mechanisms"]
-        assert mech["memory"] == ("kernel" if "memcg_bpf_ops" in declared else "user"), mech
-        assert mech["cpu"] == ("sched_ext" if "sched_ext" in declared else "weights"), mech
+        assert mech["memory"] == ("kernel" if "memcg_bpf_ops" in DECLARED else "user"), mech
+        assert mech["cpu"] == ("sched_ext" if "sched_ext" in DECLARED else "weights"), mech
         assert mech["tracer"] == "off"
-        if "sched_ext" in declared:
+        if "sched_ext" in DECLARED:
             assert sched.kernel_state() == "enabled"
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(30) == 0
-        layout = Layout(root, state)
-        for name in layout.workloads():
-            layout.remove_workload(name)
-        Cgroup(root).destroy()
     if "sched_ext" in DECLARED:
         deadline = time.monotonic() + 10
         while sched.kernel_state() != "disabled" and time.monotonic() < deadline:
@@ -378,28 +390,11 @@ def test_daemon_serves_status_and_metrics(cg, tmp_path):
 # Under systemd (Delegate=yes) the daemon starts inside the cgroup that holds its root; cgroup v2 lets a cgroup
 # with processes of its own enable no controllers below it, so the daemon moves itself into a leaf beside the root.
 def test_daemon_started_in_the_parent_of_its_root_moves_into_a_leaf(cg, tmp_path):
-    import signal
-    root, state = cg.path / "agentcg", tmp_path / "state"
-    config = tmp_path / "agentcg.yaml"
-    config.write_text(f"root: {root}\nstate: {state}\nmetrics_port: 0\nmemory_policy: user\n"
-                      "cpu_scheduler: weights\nworkloads: [{name: w1}]\n")
-    daemon = cg.spawn([sys.executable, "-m", "agentcg", "daemon", "--config", str(config)],
-                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not (state / "status.json").exists() and time.monotonic() < deadline:
-            assert daemon.poll() is None, daemon.stderr.read()
-            time.sleep(0.1)
+    config = "metrics_port: 0\nmemory_policy: user\ncpu_scheduler: weights\nworkloads: [{name: w1}]\n"
+    with daemon_running(cg, tmp_path, config, start_in=cg) as (daemon, root, _):
         assert Path(f"/proc/{daemon.pid}/cgroup").read_text().strip().endswith(f"/{cg.path.name}/daemon")
         assert "memory" in (cg.path / "cgroup.subtree_control").read_text().split()
         assert (root / "w1" / "agent" / "memory.min").exists()
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(30) == 0, daemon.stderr.read()
-        layout = Layout(root, state)
-        for name in layout.workloads():
-            layout.remove_workload(name)
-        Cgroup(root).destroy()
 
 
 # A mechanism asked for by name that cannot run here is one clear error, a non-zero exit and nothing left behind.
@@ -421,46 +416,29 @@ def test_daemon_refuses_a_mechanism_it_cannot_run_and_leaves_nothing(cg, tmp_pat
 # call cgroup: the product path, not only the tracer.
 @pytest.mark.requires("bpf_syscall")
 def test_daemon_traces_tool_processes_started_without_the_wrapper(cg, tmp_path):
-    import signal
-    root, state = cg.path / "agentcg", tmp_path / "state"
-    config = tmp_path / "agentcg.yaml"
-    config.write_text(f"root: {root}\nstate: {state}\nmetrics_port: 0\ninterval_ms: 50\nexec_tracer: auto\n"
-                      "memory_policy: user\ncpu_scheduler: weights\nworkloads: [{name: w1}]\n")
-    daemon = subprocess.Popen([sys.executable, "-m", "agentcg", "daemon", "--config", str(config)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    agent = None
-    try:
-        deadline = time.monotonic() + 200  # the bcc tracer compiles its program first
-        while not (state / "status.json").exists() and time.monotonic() < deadline:
-            assert daemon.poll() is None, daemon.stderr.read()
-            time.sleep(0.2)
+    config = ("metrics_port: 0\ninterval_ms: 50\nexec_tracer: auto\nmemory_policy: user\ncpu_scheduler: weights\n"
+              "workloads: [{name: w1}]\n")
+    # the bcc tracer compiles its program first
+    with daemon_running(cg, tmp_path, config, wait_s=200) as (_, root, state):
         status = json.loads((state / "status.json").read_text())
         assert status["mechanisms"]["tracer"] in ("libbpf", "bcc"), status["mechanisms"]
         agent = Cgroup(root / "w1" / "agent").spawn([sys.executable, "-c", AGENT_WITHOUT_WRAPPER],
                                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        agent.stdin.write("go\n")
-        agent.stdin.flush()
-        pid = int(agent.stdout.readline())
-        where = ""
-        deadline = time.monotonic() + 20
-        while "/w1/tools/call-" not in where and time.monotonic() < deadline:
-            where = Path(f"/proc/{pid}/cgroup").read_text().strip()
-            time.sleep(0.05)
-        assert "/w1/tools/call-" in where, where
-        assert Path(f"/proc/{pid}/oom_score_adj").read_text().strip() == "0"
-        agent.stdin.write("done\n")
-        agent.stdin.flush()
-        assert reap(agent) == 0
-    finally:
-        if agent is not None and agent.poll() is None:
-            agent.kill()
-            reap(agent)
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(30) == 0, daemon.stderr.read()
-        layout = Layout(root, state)
-        deadline = time.monotonic() + 10
-        while layout.calls("w1") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for name in layout.workloads():
-            layout.remove_workload(name)
-        Cgroup(root).destroy()
+        try:
+            agent.stdin.write("go\n")
+            agent.stdin.flush()
+            pid = int(agent.stdout.readline())
+            where = ""
+            deadline = time.monotonic() + 20
+            while "/w1/tools/call-" not in where and time.monotonic() < deadline:
+                where = Path(f"/proc/{pid}/cgroup").read_text().strip()
+                time.sleep(0.05)
+            assert "/w1/tools/call-" in where, where
+            assert Path(f"/proc/{pid}/oom_score_adj").read_text().strip() == "0"
+            agent.stdin.write("done\n")
+            agent.stdin.flush()
+            assert reap(agent) == 0
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                reap(agent)
