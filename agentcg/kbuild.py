@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import apt
 from .vm import CACHE_DIR
 
 BUILDER_VERSION = "2"  # bump when the build procedure changes what a cached kernel contains
@@ -365,16 +366,10 @@ def ensure_build_deps() -> None:
 
 
 def _apt_install(packages: list[str]) -> None:
-    if os.geteuid() != 0:
-        raise BuildError(f"need root to install {' '.join(packages)}")
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    if _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], check=False,
-            env_extra=env).returncode != 0:
-        _run(["apt-get", "update", "-q"], check=False)
-        proc = _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], check=False,
-                    env_extra=env)
-        if proc.returncode != 0:
-            raise BuildError(f"apt-get install {' '.join(packages)} failed: {_last_line(proc.stderr)}")
+    try:
+        apt.install(packages)
+    except apt.AptError as e:
+        raise BuildError(str(e))
 
 
 def _git(tree: Path, *args: str) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from . import apt
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TABLE_PATH = REPO_ROOT / "kernel" / "kernels.yaml"
 KINDS = ("debian", "build")
@@ -140,24 +142,19 @@ def newest_available(pattern: re.Pattern) -> str:
     try:
         found = search()
         if not found:
-            _apt(["apt-get", "update", "-q"])
+            apt.update()
             found = search()
     except FileNotFoundError:
         raise KernelError("apt is not available: install a kernel image by hand and pass its path")
+    except apt.AptError as e:
+        raise KernelError(str(e))
     if not found:
         raise KernelError(f"no Debian package matches {pattern.pattern} (after apt-get update)")
     return found[-1]
 
 
 def apt_install(package: str) -> None:
-    if os.geteuid() != 0:
-        raise KernelError(f"installing {package} needs root (apt-get install)")
-    _apt(["apt-get", "install", "-y", "-q", "--no-install-recommends", package])
-
-
-def _apt(cmd: list[str]) -> None:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise KernelError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{tail}")
+    try:
+        apt.install([package])
+    except apt.AptError as e:
+        raise KernelError(str(e))
