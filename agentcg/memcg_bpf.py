@@ -6,6 +6,7 @@ Attachments are pinned in bpffs, so the loader exits after each command and Pyth
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import struct
@@ -31,9 +32,12 @@ class LoaderError(Exception):
 
 
 def build_objects(tools_dir: Path) -> Path:
-    """Build bpf/ against a kernel's toolchain directory; returns the directory holding objects and loader."""
-    proc = subprocess.run(["make", "-s", "-C", str(REPO_ROOT / "bpf"), f"TOOLS={tools_dir}"],
-                          capture_output=True, text=True)
+    """Build bpf/ against a kernel's toolchain directory; returns the directory holding objects and loader.
+    One build at a time per kernel (make test boots several VMs of one kernel at once)."""
+    with open(tools_dir.parent / ".bpf-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run(["make", "-s", "-C", str(REPO_ROOT / "bpf"), f"TOOLS={tools_dir}"],
+                              capture_output=True, text=True)
     if proc.returncode != 0:
         raise LoaderError("build", 0, proc.stderr.strip()[-2000:])
     return tools_dir.parent / "bpf"
