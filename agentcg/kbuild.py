@@ -175,6 +175,10 @@ def prepare_tree(spec: BuildSpec, log) -> Path:
         return _local_tree(Path(os.environ["KERNEL_SRC"]))
     tree = tree_dir(spec)
     stamp = tree / ".agentcg-source"
+    if spec.source["kind"] == "debian-source" and not debian_package_version(spec.source["package"]):
+        # installed before its version names the tree: a stamp saying "not-installed" would make the next
+        # build throw the tree away and build everything again
+        _apt_install([spec.source["package"]])
     identity = source_identity(spec)
     if not (stamp.is_file() and stamp.read_text() == identity):
         if tree.exists():

@@ -115,6 +115,20 @@ def test_unreachable_git_source_fails_fast_naming_the_source_and_the_way_out(tmp
     assert not (tmp_path / "build" / "t" / "src").exists(), "no half-made tree left behind"
 
 
+def test_a_fresh_tree_is_named_by_the_installed_source_version(tmp_path, monkeypatch):
+    """On a fresh machine the source package is installed during the first build: the tree's stamp must carry
+    its version, or the next build discards the tree and builds everything again."""
+    monkeypatch.setattr(kbuild, "BUILD_ROOT", tmp_path / "build")
+    installed = {}
+    monkeypatch.setattr(kbuild, "debian_package_version", lambda p: installed.get(p))
+    monkeypatch.setattr(kbuild, "_apt_install", lambda ps: installed.update({p: "6.12.117-1" for p in ps}))
+    monkeypatch.setattr(kbuild, "_extract_debian_source", lambda spec, tree, log: (tree / "Makefile").write_text(""))
+    spec = spec_with(tmp_path, source={"kind": "debian-source", "package": "linux-source-6.12"})
+    tree = kbuild.prepare_tree(spec, log=lambda m: None)
+    assert (tree / ".agentcg-source").read_text() == "debian:linux-source-6.12=6.12.117-1"
+    assert kbuild.source_identity(spec) == (tree / ".agentcg-source").read_text()
+
+
 def test_local_tree_must_be_a_kernel_tree(tmp_path, monkeypatch):
     monkeypatch.setenv("KERNEL_SRC", str(tmp_path))
     spec = spec_with(tmp_path, source={"kind": "git", "url": "x", "ref": "y"})
