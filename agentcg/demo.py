@@ -92,7 +92,7 @@ def run(kernel_name: str) -> None:
     console = Console()
     with console.status(f"booting {kernel.name} ({kernel.image.name}) under virtme-ng ..."):
         cmd = f"{shlex.quote(sys.executable)} -m agentcg.demo {shlex.quote(str(rwdir))}"
-        outcome = vm.run_guest(kernel.image, cmd, rwdir, watchdog=vm.Watchdog(boot_timeout=300, total_timeout=600))
+        outcome = vm.run_guest(kernel.image, cmd, rwdir, watchdog=vm.Watchdog(boot_timeout=300, total_timeout=600).scaled())
     if not outcome.ok or not (rwdir / "demo.json").exists():
         error = rwdir / "guest-error.txt"
         detail = error.read_text() if error.exists() else f"console tail:\n{outcome.console_tail(20)}"

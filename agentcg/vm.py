@@ -8,6 +8,8 @@ Facts this module is built on (../shared/design/machine.md):
 - Guest stdout and vng's exit status are unreliable here, so the guest writes its exit code into `--rwdir`;
   the host pre-sets it to GUEST_EXIT_UNSET, so a guest that dies is never read as success.
 - A guest can panic or hang: a watchdog kills the whole process group when the guest stops making progress.
+- Machines of this kind differ in speed: the callers scale the watchdog's bounds by agentcg.slowness, and in slow
+  mode (AGENTCG_SLOW) every VM runs in a cgroup limited to that share of a core.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import slowness
 
 GUEST_EXIT_UNSET = 255
 EXIT_FILE = "exit_code"
@@ -40,6 +44,11 @@ class Watchdog:
     boot_timeout: float = 180.0   # from start until the guest first reports progress
     stall_timeout: float = 420.0  # longest time without new progress once the guest is up
     total_timeout: float = 3 * 3600.0
+
+    def scaled(self) -> "Watchdog":
+        """These bounds, written for the reference machine, on this one (agentcg.slowness)."""
+        f = slowness.factor()
+        return Watchdog(self.boot_timeout * f, self.stall_timeout * f, self.total_timeout * f)
 
 
 @dataclass
@@ -119,10 +128,20 @@ def run_guest(image: Path, guest_cmd: str, rwdir: Path, *, accel: str = "auto", 
     console_path = console_path or rwdir / "console.log"
     cmd = with_udev_stub(vng_command(Path(image), guest_cmd, rwdir, accel=accel, cpus=cpus, memory=memory))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    with contextlib.ExitStack() as stack:
+        try:
+            join = stack.enter_context(slowness.cpu_limit(slowness.slow_share(), rwdir.name))
+        except slowness.SlownessError as e:
+            raise VMError(str(e))
+        return _run_watched(cmd, env, console_path, rwdir, watchdog, join)
+
+
+def _run_watched(cmd: list[str], env: dict, console_path: Path, rwdir: Path, watchdog: Watchdog,
+                 join) -> VMOutcome:
     start = time.monotonic()
     with open(console_path, "wb") as console:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
+                                env=env, start_new_session=True, preexec_fn=join)
         # The VM has its own session (the watchdog kills it as a group), so neither a terminal's Ctrl-C nor a
         # SIGTERM to us reaches it: take it down with us.
         with _terminate_as_interrupt():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .. import kernels, vm
+from .. import kernels, slowness, vm
 from . import results
 
 REPO = kernels.REPO_ROOT
@@ -28,10 +28,13 @@ def pytest_addoption(parser):
     g.addoption("--vm-cpus", type=int, default=2)
     g.addoption("--vm-memory", default="2G")
     g.addoption("--vm-results", default=None, help="shared result directory (default results/<kernel>/guest)")
-    g.addoption("--boot-timeout", type=float, default=180.0, help="seconds until the guest starts its tests")
-    g.addoption("--test-timeout", type=float, default=240.0, help="in-guest per-test timeout (seconds)")
+    g.addoption("--boot-timeout", type=float, default=180.0,
+                help="seconds until the guest starts its tests (on the reference machine: x agentcg.slowness)")
+    g.addoption("--test-timeout", type=float, default=240.0,
+                help="in-guest per-test timeout (seconds on the reference machine: x agentcg.slowness)")
     g.addoption("--stall-timeout", type=float, default=None,
-                help="host watchdog: seconds without guest progress before the VM is killed (default: test timeout + 60)")
+                help="host watchdog: seconds without guest progress before the VM is killed (default: test timeout + 60; "
+                     "x agentcg.slowness)")
     g.addoption("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     g.addoption("--agentcg-selftest", action="store_true",
                 help="also collect vmtests/selftest (deliberately failing, panicking and hanging guests)")
@@ -112,7 +115,8 @@ def pytest_terminal_summary(terminalreporter, config):
                        if isinstance(v, (int, float, str)) and k != "test"}
             terminalreporter.write_line(f"measured {path.stem}: {json.dumps(scalars)}")
         terminalreporter.write_line(
-            f"agentcg: kernel {s['kernel']} ({s['release']}), accel {s['accel']}: boot->first test "
+            f"agentcg: kernel {s['kernel']} ({s['release']}), accel {s['accel']}, slowness {s['slowness']}"
+            f"{' (slow mode: %s of a core)' % s['slow_mode_share'] if s['slow_mode_share'] else ''}: boot->first test "
             f"{s['boot_to_first_test_s']} s, VM wall time {s['vm_wall_s']} s; results in {s['rwdir']}")
 
 
@@ -156,7 +160,11 @@ class GuestRun:
         if rwdir.exists():
             shutil.rmtree(rwdir)
         rwdir.mkdir(parents=True)
-        test_timeout = opt("--test-timeout")
+        try:
+            slow = slowness.factor()
+        except slowness.SlownessError as e:
+            raise pytest.UsageError(str(e))
+        test_timeout = round(opt("--test-timeout") * slow, 1)
         (rwdir / "run.json").write_text(json.dumps({
             "bpf_dir": self._build_bpf(),
             "kernel": self.kernel.name,
@@ -164,10 +172,10 @@ class GuestRun:
             "nodeids": self.nodeids,
             "test_timeout": test_timeout,
         }))
-        guest_cmd = (f"cd {shlex.quote(str(REPO))} && "
+        guest_cmd = (f"cd {shlex.quote(str(REPO))} && {slowness.guest_env()} "
                      f"{shlex.quote(sys.executable)} -m agentcg.testing.guest_main {shlex.quote(str(rwdir))}")
-        stall = opt("--stall-timeout") or test_timeout + 60
-        watchdog = vm.Watchdog(boot_timeout=opt("--boot-timeout"), stall_timeout=stall)
+        watchdog = vm.Watchdog(boot_timeout=opt("--boot-timeout"),
+                               stall_timeout=opt("--stall-timeout") or opt("--test-timeout") + 60).scaled()
         accel = vm.probe_accel() if opt("--accel") == "auto" else opt("--accel")
         started = time.monotonic()
         outcome = vm.run_guest(self.kernel.image, guest_cmd, rwdir, accel=accel, cpus=opt("--vm-cpus"),
@@ -181,5 +189,6 @@ class GuestRun:
             "boot_to_first_test_s": round(outcome.first_progress_s, 1) if outcome.first_progress_s else None,
             "vm_wall_s": round(time.monotonic() - started, 1), "guest_exit": outcome.guest_exit,
             "killed_reason": outcome.killed_reason, "tests": len(self.nodeids), "rwdir": str(rwdir),
+            "slowness": slow, "slow_mode_share": slowness.slow_share(),
         }
         (rwdir.parent / "summary.json").write_text(json.dumps(self.summary, indent=1))
