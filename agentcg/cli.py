@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -22,26 +23,48 @@ def _fail(message: str) -> None:
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--kernel", default="debian-6.12", show_default=True, help="kernel name or bzImage path")
+@click.option("--out", default=None, help="results directory (default: results/<kernel>)")
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
-def vmtest(kernel: str, pytest_args: tuple[str, ...]):
-    """Boot KERNEL under virtme-ng and run the in-guest test suite (vmtests/); reports per kernel in results/."""
+def vmtest(kernel: str, out: str | None, pytest_args: tuple[str, ...]):
+    """Boot KERNEL under virtme-ng and run the in-guest test suite (vmtests/, or the test files and node ids
+    among PYTEST_ARGS); reports per kernel in results/."""
     try:
         kernels.resolve(kernel)  # fail early and clearly, before pytest starts
     except kernels.KernelError as e:
         _fail(str(e))
-    out = kernels.REPO_ROOT / "results" / kernels.slug(kernel)
-    cmd = [sys.executable, "-m", "pytest", str(kernels.REPO_ROOT / "vmtests"), f"--kernel={kernel}", "-rs",
-           f"--junitxml={out}/junit.xml", f"--alluredir={out}/allure", "--clean-alluredir", *pytest_args]
-    # exec, not a child: a SIGTERM or Ctrl-C for `agentcg vmtest` must reach pytest, which takes its VM down
+    out_dir = Path(out).resolve() if out else kernels.REPO_ROOT / "results" / kernels.slug(kernel)
     os.chdir(kernels.REPO_ROOT)
+    named = [a for a in pytest_args if not a.startswith("-") and Path(a.split("::")[0]).exists()]
+    cmd = [sys.executable, "-m", "pytest", *([] if named else [str(kernels.REPO_ROOT / "vmtests")]),
+           f"--kernel={kernel}", "-rs", f"--vm-results={out_dir}/guest", f"--junitxml={out_dir}/junit.xml",
+           f"--alluredir={out_dir}/allure", "--clean-alluredir", *pytest_args]
+    # exec, not a child: a SIGTERM or Ctrl-C for `agentcg vmtest` must reach pytest, which takes its VM down
     sys.stdout.flush()
     os.execv(sys.executable, cmd)
+
+
+@main.command("test")
+@click.option("--kernel", "kernel_names", multiple=True,
+              help="a kernel of vmtests/suites.yaml (repeatable; default: every kernel there)")
+@click.option("--no-host", is_flag=True, help="only the in-guest tests")
+@click.option("--slots", type=int, default=None, help="jobs' slots taken at once (default: cores + 1)")
+def test_cmd(kernel_names: tuple[str, ...], no_host: bool, slots: int | None):
+    """The whole suite: host tests and each kernel's in-guest tests, in parallel (what `make test` runs)."""
+    from . import slowness
+    from .testing import suite
+    try:
+        names = list(kernel_names) or list(suite.load_suites())
+        ok = suite.run(names, host=not no_host, capacity=slots)
+    except (suite.SuiteError, slowness.SlownessError) as e:
+        _fail(str(e))
+    sys.exit(0 if ok else 1)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--kernel", default="debian-6.12", show_default=True, help="kernel name or bzImage path")
 @click.option("--memory", default="2G", show_default=True)
-@click.option("--timeout", type=float, default=1800, show_default=True, help="seconds before the VM is killed")
+@click.option("--timeout", type=float, default=1800, show_default=True,
+              help="seconds before the VM is killed (on the reference machine: x agentcg.slowness)")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def vmrun(kernel: str, memory: str, timeout: float, cmd: tuple[str, ...]):
     """Boot KERNEL and run CMD as root in the guest (in this checkout); print its output, exit with its status.
@@ -49,7 +72,7 @@ def vmrun(kernel: str, memory: str, timeout: float, cmd: tuple[str, ...]):
     For benchmarks that need real cgroup v2 (e.g. `agentcg vmrun -- agentcg replay --bench ...`).
     """
     import shlex
-    from . import vm
+    from . import slowness, vm
     try:
         k = kernels.resolve(kernel)
     except kernels.KernelError as e:
@@ -62,12 +85,12 @@ def vmrun(kernel: str, memory: str, timeout: float, cmd: tuple[str, ...]):
         objects = memcg_bpf.objects_for(k.image)  # the in-kernel policy and scheduler, for kernels we build
     except memcg_bpf.LoaderError as e:
         _fail(f"building bpf/ for {k.name}: {e}")
-    env = f"AGENTCG_BPF_DIR={q(str(objects))} " if objects else ""
+    env = (f"AGENTCG_BPF_DIR={q(str(objects))} " if objects else "") + f"{slowness.guest_env()} "
     # the progress file tells the watchdog the guest is up; from then on only --timeout bounds the command
     guest = (f"echo running > {q(str(rwdir / vm.PROGRESS_FILE))}; cd {q(str(kernels.REPO_ROOT))} && {env}COLUMNS=160 {shlex.join(argv)} > {q(str(rwdir / 'stdout'))} "
              f"2> {q(str(rwdir / 'stderr'))}; echo $? > {q(str(rwdir / vm.EXIT_FILE))}")
     outcome = vm.run_guest(k.image, guest, rwdir, memory=memory,
-                           watchdog=vm.Watchdog(boot_timeout=300, stall_timeout=timeout, total_timeout=timeout))
+                           watchdog=vm.Watchdog(boot_timeout=300, stall_timeout=timeout, total_timeout=timeout).scaled())
     for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
         path = rwdir / name
         if path.exists():
