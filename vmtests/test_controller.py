@@ -185,6 +185,7 @@ def test_bad_input_is_one_clear_error_and_leaves_nothing(agentcg_env, tmp_path):
 # Reaction time of the user-space path: from the moment a burst passes the runaway threshold (as the bursting
 # process itself timestamps it) to the controller's first enforcement action. Reported as P50/P99. The workload's
 # limit (184 MiB) leaves less than twice the 32 MiB reserve at the runaway line, where runaways are throttled.
+@pytest.mark.evaluation
 def test_user_space_reaction_time(agentcg_env, record_measurement):
     env = agentcg_env
     layout = env["layout"]

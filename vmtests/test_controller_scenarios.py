@@ -6,7 +6,7 @@ import pytest
 from agentcg import replay
 from agentcg.testing.workloads import keep_replay, scenario_or_skip
 
-pytestmark = pytest.mark.requires("memcg", "cgroup_freeze", "cgroup_kill", "psi")
+pytestmark = [pytest.mark.requires("memcg", "cgroup_freeze", "cgroup_kill", "psi"), pytest.mark.evaluation]
 
 
 # `tight` (parent budget 89% of the summed peaks): under agentcg every agent process survives - tool calls are

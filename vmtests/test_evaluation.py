@@ -101,6 +101,7 @@ def reaction_times(cg, tmp: Path, inkernel: bool, repeats: int = 8) -> list[floa
 
 # Burst start -> first enforcement: the in-kernel policy acts on the charge that crosses the line, the user-space
 # controller at its next 50 ms tick. Both measured in the same run, P50/P99 over repeats.
+@pytest.mark.evaluation
 @pytest.mark.requires("memcg_bpf_ops")
 def test_reaction_time_in_kernel_vs_user_space(cg, tmp_path, record_measurement):
     user = reaction_times(cg, tmp_path / "user", inkernel=False)
@@ -150,6 +151,7 @@ def summarize(result: replay.ReplayResult, high: str, alone_s: float | None) -> 
 # agents; in-kernel agentcg keeps every agent alive (tool calls are delayed, frozen or killed instead, by agentcg
 # or, with the agents protected, by the OOM killer), and the high-priority agent's completion is compared with
 # running alone.
+@pytest.mark.evaluation
 @pytest.mark.requires("memcg_bpf_ops")
 def test_tight_every_policy_in_one_run(cg, record_measurement):
     tight = scenario_or_skip("tight")
@@ -170,6 +172,7 @@ def test_tight_every_policy_in_one_run(cg, record_measurement):
 
 # `moderate` (105% of the summed peaks): every policy keeps the agents alive; the price is the high-priority
 # agent's allocation latency, compared (P50/P95) with no control in the same run and between the two paths.
+@pytest.mark.evaluation
 @pytest.mark.requires("memcg_bpf_ops")
 def test_moderate_high_priority_latency_vs_no_control(cg, record_measurement):
     moderate = scenario_or_skip("moderate")

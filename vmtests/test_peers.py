@@ -17,6 +17,7 @@ def _at_share(scenario, share):
     return replace(scenario, budget_fixed_bytes=None, budget_trace_bytes=int(sum(scenario.peaks(1.0)) * share))
 
 
+@pytest.mark.evaluation
 @pytest.mark.requires("memcg", "psi")
 @pytest.mark.parametrize("peer", ["oomd", "earlyoom"])
 def test_peer_watches_the_whole_replay_and_its_kills_are_attributed(cg, peer):
