@@ -30,8 +30,10 @@ multiplies memory by the memory scale (0.05 makes a 4 GB burst 200 MB: a TCG gue
 
 Measurements: memory.current of each agent's cgroup sampled during the replay, compared with the (scaled)
 trace at the agent's position on its plan (fidelity: mean error relative to the scaled peak, with the trace's
-own one-interval time resolution as tolerance); achieved speed (trace duration / wall time / speed, 1 = on
-schedule); per-chunk allocation latency of every process;
+own one-interval time resolution as tolerance; the position comes from the agent's checkpoints, and inside a
+tool-call window from the checkpoints of the call that carries it, which runs on its own schedule: `timeline`);
+achieved speed (trace duration / wall time / speed, 1 = on schedule); per-chunk allocation latency of every
+process;
 memory.events (high, max, oom, oom_kill) and memory.pressure stall totals of every cgroup; which process was
 OOM-killed (the agent or tool call N); what was frozen at the end; survival and completion time per agent.
 
@@ -62,6 +64,7 @@ from typing import Callable
 
 import click
 
+from . import slowness
 from . import traces as tracefiles
 from .analyze import DELEGATION_TOOLS, percentile
 from .cgroup import ROOT as CGROUP_ROOT
@@ -156,6 +159,7 @@ class CallPlan:
     points: list[tuple[float, int]]  # (time after start, bytes the process holds)
     hold: int = 0  # bytes kept after `end` (retry-loop accumulation); 0: the process exits at end
     release: float | None = None  # when held memory is freed (None: at the end of the run)
+    owner: bool = False  # this call's process carries its group's window (its points follow the trace)
 
     @property
     def peak(self) -> int:
@@ -185,7 +189,8 @@ class TracePlan:
         def b(x):
             return int(round(x * mem_scale))
         calls = [CallPlan(c.n, c.tool, c.category, c.group, t(c.start), t(c.end),
-                          [(t(dt), b(v)) for dt, v in c.points], b(c.hold), t(c.release)) for c in self.calls]
+                          [(t(dt), b(v)) for dt, v in c.points], b(c.hold), t(c.release), c.owner)
+                 for c in self.calls]
         return TracePlan(self.name, t(self.duration), b(self.peak), b(self.average),
                          [(t(x), b(v)) for x, v in self.agent], calls, [(t(a), t(z)) for a, z in self.groups],
                          self.speed * speed, self.mem_scale * mem_scale)
@@ -279,7 +284,7 @@ def build_plan(trace: Trace, retain_min: int | None = None) -> TracePlan:
                         floor = level + rest / 2
                         release = next((x for x in curve.ts if x > win_end and curve.at(x) < floor), None)
                         holders.append((win_end, hold, release))
-                plans.append(CallPlan(n, c.tool, c.category, g, s, win_end, points, hold, release))
+                plans.append(CallPlan(n, c.tool, c.category, g, s, win_end, points, hold, release, owner=True))
             else:
                 plans.append(CallPlan(n, c.tool, c.category, g, s, e, [(0.0, 0), (round(e - s, 6), 0)]))
         windows.append((g_start, win_end, level))
@@ -315,7 +320,7 @@ def worker_events(plan: TracePlan) -> list[dict]:
     releases: dict[float, list[int]] = {}
     for c in plan.calls:
         events.append({"t": c.start, "k": "c", "n": c.n, "g": c.group, "p": [list(p) for p in c.points],
-                       "h": c.hold > 0})
+                       "h": c.hold > 0, "o": c.owner})
         group_start[c.group] = min(group_start.get(c.group, c.start), c.start)
         group_end[c.group] = max(group_end.get(c.group, c.end), c.end)
         if c.hold and c.release is not None:
@@ -646,6 +651,35 @@ def plan_time(checkpoints: list[tuple[float, float]], elapsed: float,
     return p0 if a1 <= a0 else p0 + (p1 - p0) * (elapsed - a0) / (a1 - a0)
 
 
+def timeline(agent: list[tuple[float, float]], calls: list[tuple[float, float]],
+             windows: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Where on its plan an agent's memory was, as checkpoints [(planned, actual)] for plan_time.
+
+    Outside call windows the agent's own process holds the memory, so its checkpoints tell. Inside a window the
+    call that carries it does, and it runs on its own schedule: it falls behind when it allocates late (a slow
+    machine, a throttled burst) while the agent keeps to its own until it waits for the call. So inside a window
+    that reported call checkpoints, the agent's are replaced by the call's. Merged by actual time, with the
+    planned time never going back."""
+    if calls:
+        starts = [w[0] for w in windows]
+        covered = set()
+        for planned, _ in calls:
+            i = bisect.bisect_right(starts, planned) - 1
+            if i >= 0 and windows[i][0] <= planned <= windows[i][1]:
+                covered.add(i)
+
+        def inside(planned: float) -> bool:
+            i = bisect.bisect_right(starts, planned) - 1
+            return i in covered and windows[i][0] < planned < windows[i][1]
+        agent = [c for c in agent if not inside(c[0])]
+    merged = sorted([tuple(c) for c in agent] + [tuple(c) for c in calls], key=lambda c: (c[1], c[0]))
+    out, furthest = [], -math.inf
+    for planned, actual in merged:
+        furthest = max(furthest, planned)
+        out.append((furthest, actual))
+    return out
+
+
 def fidelity(samples: list[tuple[float, int]], checkpoints: list[tuple[float, float]], curve: Curve,
              speed: float, mem_scale: float) -> dict:
     """How closely an agent's cgroup followed its trace. Each memory.current sample (elapsed, bytes) is compared
@@ -846,6 +880,7 @@ class _Run:
         self.ended: dict | None = None
         self.exit_status: int | None = None
         self.checkpoints: list[tuple[float, float]] = []
+        self.call_checkpoints: list[tuple[float, float]] = []
         self.agent_lat: list[int] = []
         self.calls: dict[int, dict] = {}
         self.pids: set[int] = set()
@@ -865,6 +900,7 @@ class _Run:
             self.calls[event["n"]] = event
         elif kind == "progress":
             self.checkpoints += [tuple(c) for c in event["cp"]]
+            self.call_checkpoints += [tuple(c) for c in event.get("ccp", ())]
             self.agent_lat += event["lat"]
         elif kind == "end":
             self.ended = event
@@ -929,7 +965,7 @@ def run(agents: list[AgentSpec], parent: Cgroup, policy: Policy | None = None, *
     chunk_bytes = -(-chunk_bytes // PAGE) * PAGE
     plans = [build_plan(a.trace).scaled(speed, mem_scale) for a in agents]
     planned = max(p.duration for p in plans)
-    timeout = timeout if timeout is not None else 4 * planned + 60.0
+    timeout = timeout if timeout is not None else slowness.scaled(4 * planned + 60.0)
     sample_interval = sample_interval if sample_interval is not None else min(0.05, max(1.0 / speed, 0.01))
 
     runs: list[_Run] = []
@@ -967,7 +1003,7 @@ def run(agents: list[AgentSpec], parent: Cgroup, policy: Policy | None = None, *
                 r.proc = r.cg.agent.spawn([sys.executable, "-S", "-m", "agentcg.replay_worker", str(plan_path)],
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env)
             os.set_blocking(r.proc.stdout.fileno(), False)
-        _wait_ready(runs, READY_TIMEOUT_S + 5 * len(runs))
+        _wait_ready(runs, slowness.scaled(READY_TIMEOUT_S + 5 * len(runs)))
         set_up = True
         policy.setup([r.cg for r in runs])
         for r in runs:
@@ -1132,7 +1168,8 @@ def _agent_result(r: _Run, policy: Policy, speed: float, mem_scale: float) -> Ag
         stall_ms={"total": _stall_ms(r.cg.top), "agent": _stall_ms(r.cg.agent), "tools": _stall_ms(r.cg.tools)},
         alloc_latency_ms=latency_summary(r.agent_lat + tool_lat),
         agent_alloc_latency_ms=latency_summary(r.agent_lat), tool_alloc_latency_ms=latency_summary(tool_lat),
-        fidelity=fidelity(r.samples, r.checkpoints, curve, speed, mem_scale),
+        fidelity=fidelity(r.samples, timeline(r.checkpoints, r.call_checkpoints, plan.groups), curve, speed,
+                          mem_scale),
         overhead_bytes=r.overhead, calls=call_results, error=r.error)
 
 

@@ -11,17 +11,20 @@ Only the standard library is imported (startup cost, and the footprint the agent
 Protocol. The plan file (written by agentcg.replay.worker_plan) holds the chunk size, the cgroup paths and the
 events in time order, times in wall seconds after "go", memory in (already scaled) bytes:
   {"k": "a", "t", "b"}                   the agent process holds b bytes from t on
-  {"k": "c", "t", "n", "g", "p", "h"}    fork tool call n (of call group g); p = [[dt, bytes], ...] its memory
+  {"k": "c", "t", "n", "g", "p", "h", "o"} fork tool call n (of call group g); p = [[dt, bytes], ...] its memory
                                          over time after its own start; h: it keeps its last value after its
-                                         last point (retry-loop accumulation) until released
+                                         last point (retry-loop accumulation) until released; o: it carries
+                                         its group's window (reports checkpoints)
   {"k": "w", "t", "g"}                   wait until every call of group g has finished (exited, or is holding)
   {"k": "r", "t", "n": [..]}             release held calls (they exit and free their memory)
 stdin: one line "go <time.monotonic() of the start>" once every agent is ready (one shared clock for all).
 stdout: JSON lines: ready (pid, overhead), fork (n, pid), call (n, pid, times, exit status, chunk latencies,
 the call cgroup's memory.events and memory.pressure: the worker removes the cgroup once the call is reaped),
-progress (checkpoints [[planned t, actual t]], the agent's own chunk latencies), end (elapsed, delay).
+progress (checkpoints [[planned t, actual t]] of the agent and, as "ccp", of the calls that carry a window; the
+agent's own chunk latencies), end (elapsed, delay).
 A tool call's child reports to the worker over a socketpair: "L <us> ..." chunk latencies, "P <bytes>" its peak,
-"D" when it keeps memory, "E <text>" on an error; end of file means it exited (or was killed).
+"C <planned> <actual>" a checkpoint of the call that carries its window, "D" when it keeps memory,
+"E <text>" on an error; end of file means it exited (or was killed).
 
 Memory is steered by the cgroup's own memory.current (accounting "cgroup"): the interpreter's footprint, fork
 overheads and charge batching are then part of what is held, so the cgroup shows the trace, not the trace plus
@@ -114,10 +117,13 @@ def _sleep_until(deadline: float) -> None:
         time.sleep(remaining)
 
 
-def run_call(path: str, event: dict, sock: socket.socket, plan: dict, due: float) -> None:
+def run_call(path: str, event: dict, sock: socket.socket, plan: dict, due: float, t0: float) -> None:
     """Body of a forked tool call: join its cgroup, follow its memory points, report, maybe hold, exit.
     Its schedule starts when the call was due: fork and cgroup migration (an RCU grace period, slow under TCG)
-    are part of the call's time and are caught up; only allocating late shifts the schedule."""
+    are part of the call's time and are caught up; only allocating late shifts the schedule.
+    The call that carries its group's window ("o") reports where it is on the plan as it starts each point
+    ("C <planned> <actual>", both in seconds after go): during the window the memory follows its schedule, which
+    shifts when it allocates late, not the agent's."""
     with open(os.path.join(path, "cgroup.procs"), "w") as f:
         f.write("0")
     # A tool call does not keep its agent's OOM protection (agentcg exec resets it the same way; a no-op when
@@ -128,8 +134,11 @@ def run_call(path: str, event: dict, sock: socket.socket, plan: dict, due: float
     held = Held(plan["chunk"], counter, dontfork=False)
     points = event["p"]
     origin = due
+    owner = bool(event.get("o"))
     for j, (dt, target) in enumerate(points):
         _sleep_until(origin + dt)
+        if owner:
+            sock.sendall(f"C {event['t'] + dt!r} {time.monotonic() - t0!r}\n".encode())
         held.adjust(int(target))
         worked = bool(held.latencies)
         if worked:
@@ -156,6 +165,7 @@ class Agent:
         self.held = Held(plan["chunk"], counter, dontfork=True)
         self.calls: dict[int, dict] = {}
         self.checkpoints: list[list[float]] = []
+        self.call_checkpoints: list[list[float]] = []  # the window owners' (see run_call)
         self.t0 = 0.0
         self.last_flush = 0.0
 
@@ -181,7 +191,7 @@ class Agent:
                 devnull = os.open(os.devnull, os.O_RDWR)
                 os.dup2(devnull, 0)
                 os.dup2(devnull, 1)
-                run_call(path, event, theirs, self.plan, due)
+                run_call(path, event, theirs, self.plan, due, self.t0)
             except BaseException as e:  # noqa: BLE001 - report anything, then leave without cleanup
                 code = 1
                 try:
@@ -217,6 +227,9 @@ class Agent:
                 kind, _, rest = line.decode(errors="replace").partition(" ")
                 if kind == "L":
                     call["lat"] += [int(x) for x in rest.split()]
+                elif kind == "C":
+                    planned, actual = rest.split()
+                    self.call_checkpoints.append([float(planned), round(float(actual), 6)])
                 elif kind == "P":
                     call["peak"] = int(rest)
                 elif kind == "D":
@@ -272,8 +285,9 @@ class Agent:
                 return
 
     def flush(self) -> None:
-        self.out.send({"ev": "progress", "cp": self.checkpoints, "lat": _micros(self.held.latencies)})
-        self.checkpoints = []
+        self.out.send({"ev": "progress", "cp": self.checkpoints, "ccp": self.call_checkpoints,
+                       "lat": _micros(self.held.latencies)})
+        self.checkpoints, self.call_checkpoints = [], []
         self.held.latencies.clear()
         self.last_flush = time.monotonic()
 

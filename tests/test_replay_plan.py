@@ -401,6 +401,39 @@ def test_fidelity_compares_a_late_replay_with_where_it_is():
     assert replay.fidelity(samples, clock, curve, 10.0, 0.1)["mae_rel"] > 0.1
 
 
+def _window_replay():
+    """A tool call that carries the window trace 1-6 s (0.1-0.6 s at 10x) falls 0.5 s behind while it allocates
+    its burst; the agent keeps its own schedule through the window and then waits for the call."""
+    curve = _curve([200, 200, 200, 1000, 1000, 200, 200, 200, 200])
+    agent = [(0.0, 0.0), (0.1, 0.1), (0.2, 0.2), (0.3, 0.3), (0.4, 0.4), (0.5, 0.5), (0.6, 1.1), (0.7, 1.2),
+             (0.8, 1.3)]
+    call = [(0.1, 0.1), (0.2, 0.2), (0.3, 0.8), (0.4, 0.9), (0.5, 1.0), (0.6, 1.1)]
+    truth = [(0.0, 0.0), (0.1, 0.1), (0.2, 0.2), (0.3, 0.8), (0.4, 0.9), (0.5, 1.0), (0.6, 1.1), (0.7, 1.2),
+             (0.8, 1.3)]
+    samples = [(i / 100, int(curve.at(replay.plan_time(truth, i / 100) * 10) * 0.1)) for i in range(131)]
+    return curve, agent, call, samples
+
+
+def test_inside_a_window_the_replay_is_where_its_call_is():
+    curve, agent, call, samples = _window_replay()
+    merged = replay.timeline(agent, call, [(0.1, 0.6)])
+    assert replay.fidelity(samples, merged, curve, 10.0, 0.1)["mae_rel_pointwise"] < 1e-6
+    # judged by the agent's schedule alone, the late burst looks like an error of the replay
+    assert replay.fidelity(samples, agent, curve, 10.0, 0.1)["mae_rel"] > 0.05
+
+
+def test_timeline_keeps_the_agents_checkpoints_outside_windows_and_never_goes_back():
+    _, agent, call, _ = _window_replay()
+    merged = replay.timeline(agent, call, [(0.1, 0.6)])
+    assert (0.3, 0.3) not in merged and (0.3, 0.8) in merged  # inside: the call's
+    assert (0.0, 0.0) in merged and (0.8, 1.3) in merged  # outside: the agent's
+    assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(merged, merged[1:]))
+    # a window no call reported on keeps the agent's checkpoints
+    assert replay.timeline(agent, [], [(0.1, 0.6)]) == agent
+    # two calls of a group disagreeing: the plan position is the furthest reached
+    assert replay.timeline([], [(0.2, 1.0), (0.1, 1.1)], [(0.0, 1.0)]) == [(0.2, 1.0), (0.2, 1.1)]
+
+
 def test_fidelity_without_samples_is_unknown():
     f = replay.fidelity([], [(0.0, 0.0)], _curve([1, 2]), 10.0, 0.1)
     assert f["mae_rel"] is None and f["samples"] == 0
