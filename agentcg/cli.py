@@ -57,6 +57,9 @@ def test_cmd(kernel_names: tuple[str, ...], no_host: bool, slots: int | None):
         ok = suite.run(names, host=not no_host, capacity=slots)
     except (suite.SuiteError, slowness.SlownessError) as e:
         _fail(str(e))
+    except KeyboardInterrupt:
+        click.echo("agentcg: error: interrupted; every job was stopped", err=True)
+        sys.exit(130)
     sys.exit(0 if ok else 1)
 
 

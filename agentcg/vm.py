@@ -144,7 +144,7 @@ def _run_watched(cmd: list[str], env: dict, console_path: Path, rwdir: Path, wat
                                 env=env, start_new_session=True, preexec_fn=join)
         # The VM has its own session (the watchdog kills it as a group), so neither a terminal's Ctrl-C nor a
         # SIGTERM to us reaches it: take it down with us.
-        with _terminate_as_interrupt():
+        with terminate_as_interrupt():
             try:
                 killed_reason, first_progress = _watch(proc, rwdir, watchdog, start)
             except BaseException:
@@ -184,7 +184,7 @@ def _watch(proc: subprocess.Popen, rwdir: Path, wd: Watchdog, start: float) -> t
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt():
+def terminate_as_interrupt():
     """SIGTERM raises KeyboardInterrupt for the duration (main thread only; elsewhere nothing changes)."""
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -97,3 +97,33 @@ def test_over_subscription_raises_the_slowness_handed_to_jobs(monkeypatch):
     runner = suite.Runner([_job("a", 0), _job("b", 0), _job("c", 0)], capacity=3)
     assert runner.env()[slowness.ENV_FACTOR] == "1.5"
     assert suite.Runner([_job("a", 0)], capacity=3).env()[slowness.ENV_FACTOR] == "1.0"
+
+
+def test_a_sigterm_to_the_runner_stops_every_job(tmp_path):
+    """CI's time limit arrives as SIGTERM: the jobs (each in its own session, like a VM's QEMU) must not outlive
+    the runner."""
+    import os
+    import signal
+    import subprocess
+    pids = tmp_path / "pids"
+    job = ("import os, time; open(%r, 'a').write(f'{os.getpid()}\\n'); time.sleep(300)" % str(pids))
+    script = (
+        "import sys\n"
+        "from agentcg.testing import suite\n"
+        f"suite.LOGS = __import__('pathlib').Path({str(tmp_path / 'logs')!r})\n"
+        f"jobs = [suite.Job(n, [sys.executable, '-c', {job!r}]) for n in ('a', 'b')]\n"
+        "try:\n"
+        "    suite.Runner(jobs, capacity=2, echo=lambda line: None).run()\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(130)\n")
+    runner = subprocess.Popen([sys.executable, "-c", script], cwd=kernels.REPO_ROOT,
+                              env=dict(os.environ, **{slowness.ENV_FACTOR: "1"}))
+    deadline = time.monotonic() + 30
+    while not (pids.exists() and len(pids.read_text().split()) == 2):
+        assert time.monotonic() < deadline and runner.poll() is None, "the jobs never started"
+        time.sleep(0.1)
+    started = [int(p) for p in pids.read_text().split()]
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=40) == 130
+    for pid in started:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", pid

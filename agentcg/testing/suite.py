@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import kernels, slowness
+from .. import kernels, slowness, vm
 
 SUITES = kernels.REPO_ROOT / "vmtests" / "suites.yaml"
 LOGS = kernels.REPO_ROOT / "results" / "logs"
@@ -154,27 +154,31 @@ class Runner:
                   f"slowness {env[slowness.ENV_FACTOR]}; logs in {LOGS}")
         t0 = last_beat = time.monotonic()
         try:
-            while any(j.returncode is None and not j.skipped_because for j in self.jobs):
-                used = sum(j.slots for j in self.jobs if j.proc is not None and j.returncode is None)
-                for job in self.jobs:
-                    if self._startable(job, used):
-                        self._start(job, env)
-                        used += job.slots
-                for job in self.jobs:
-                    if job.proc is not None and job.returncode is None and job.proc.poll() is not None:
-                        self._finish(job)
-                now = time.monotonic()
-                if now - last_beat >= HEARTBEAT_S:
-                    running = [f"{j.name} {_fmt(j.elapsed(now))}" for j in self.jobs
-                               if j.proc is not None and j.returncode is None]
-                    self.echo(f"agentcg test: {_fmt(now - t0)} elapsed; running: {', '.join(running) or '-'}")
-                    last_beat = now
-                time.sleep(0.5)
+            with vm.terminate_as_interrupt():  # a SIGTERM (CI's time limit) must not leave VMs and builds behind
+                self._loop(env, t0, last_beat)
         except BaseException:
             self._stop_all()
             raise
         self._report(time.monotonic() - t0)
         return all(j.ok for j in self.jobs)
+
+    def _loop(self, env: dict, t0: float, last_beat: float) -> None:
+        while any(j.returncode is None and not j.skipped_because for j in self.jobs):
+            used = sum(j.slots for j in self.jobs if j.proc is not None and j.returncode is None)
+            for job in self.jobs:
+                if self._startable(job, used):
+                    self._start(job, env)
+                    used += job.slots
+            for job in self.jobs:
+                if job.proc is not None and job.returncode is None and job.proc.poll() is not None:
+                    self._finish(job)
+            now = time.monotonic()
+            if now - last_beat >= HEARTBEAT_S:
+                running = [f"{j.name} {_fmt(j.elapsed(now))}" for j in self.jobs
+                           if j.proc is not None and j.returncode is None]
+                self.echo(f"agentcg test: {_fmt(now - t0)} elapsed; running: {', '.join(running) or '-'}")
+                last_beat = now
+            time.sleep(0.5)
 
     def _stop_all(self) -> None:
         """Each job has its own process group (a build's make, a VM's QEMU): end the groups, then make sure."""
