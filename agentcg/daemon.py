@@ -30,6 +30,7 @@ from .budgets import DEFAULT_FILE, Budgets, BudgetError, load_config as load_bud
 from .cgroup import ROOT as CGROUP_ROOT
 from .controller import Controller, EventLog
 from .layout import DEFAULT_ROOT, DEFAULT_STATE, PRIORITIES, Layout, LayoutError, check_name
+from .stopping import Stop
 
 MIB = 1 << 20
 KEYS = {"root", "state", "interval_ms", "event_log", "metrics_port", "budgets", "ladder", "workloads",
@@ -227,8 +228,8 @@ def build(cfg: DaemonConfig) -> tuple[Controller, mechanisms.Mechanisms]:
     return ctl, mech
 
 
-def run(cfg: DaemonConfig, stop: threading.Event | None = None) -> None:
-    stop = stop or threading.Event()
+def run(cfg: DaemonConfig, stop: Stop | None = None) -> None:
+    stop = stop or Stop()  # set from a signal handler: see agentcg.stopping
     if threading.current_thread() is threading.main_thread():
         # before build(): a stop while it attaches BPF or waits for the tracer must still run its cleanup
         def on_signal(*_):

@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Callable
 
 from .cgroup import parse_keyed
+from .stopping import Stop
 
 PROC = Path("/proc")
 MB = 1_000_000
@@ -382,7 +383,7 @@ class Clock:
     """Wall and monotonic time, and a wait that returns True as soon as `stop` is set (a signal handler sets it,
     so Ctrl-C ends even a long interval at once). Tests substitute a fake clock."""
 
-    def __init__(self, stop: threading.Event):
+    def __init__(self, stop: Stop):
         self.stop = stop
 
     def wall(self) -> float:
@@ -408,7 +409,7 @@ class Recording:
 
 def sample(source: CgroupSource, interval: float, duration: float | None = None, clock=None) -> Recording:
     """Sample until `duration` elapses, the clock's stop is set, or the source is gone."""
-    clock = clock or Clock(threading.Event())
+    clock = clock or Clock(Stop())
     limit = source.memory_limit()
     prev_cpu, prev_m = source.cpu_usec(), clock.mono()
     start_m, start = prev_m, clock.wall()
@@ -582,7 +583,7 @@ def run(out: str | Path, cgroup: str | None = None, pid: int | None = None, inte
 
     output = OutputDir(out)
     try:
-        stop = threading.Event()
+        stop = Stop()
         with _stop_on_signals(stop):
             if log:  # once signals are handled: a wrapper may send SIGTERM as soon as it sees this line
                 log(f"recording {source.path} every {interval:g} s"
@@ -618,7 +619,7 @@ def run(out: str | Path, cgroup: str | None = None, pid: int | None = None, inte
 class _stop_on_signals:
     """While active, SIGINT and SIGTERM set `stop` (the recording ends and is written) instead of killing."""
 
-    def __init__(self, stop: threading.Event):
+    def __init__(self, stop: Stop):
         self.stop = stop
         self.saved: dict = {}
 
