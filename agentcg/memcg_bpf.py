@@ -11,18 +11,21 @@ import json
 import os
 import struct
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import bpf_abi
 from .kernels import REPO_ROOT
 
 BPF_F_ALLOW_OVERRIDE = 1 << 0
 BPF_F_CGROUP_FD = 1 << 7
 BPFFS = Path("/sys/fs/bpf")
 
-# Indexes of bpf/tests/memcg_test.bpf.c's counters map.
-TEST_COUNTERS = ("charged", "charged_pages", "uncharged", "uncharged_pages", "online", "offline", "below_low",
-                 "below_min", "delayed", "protected_low", "protected_min", "charged_watched", "online_watched")
+# Names of bpf/tests/memcg_test.bpf.c's counters, in index order (its C_* enum in bpf/include/memcg_test.h).
+_TEST = bpf_abi.constants("memcg_test.h")
+TEST_COUNTERS = tuple(k[2:].lower() for k, _ in sorted(_TEST.items(), key=lambda kv: kv[1])
+                      if k.startswith("C_"))
+_TEST_CONFIG = bpf_abi.layout("memcg_test.h", "memcg_test_config")
 
 
 class LoaderError(Exception):
@@ -122,9 +125,9 @@ class Attachment:
 
     def set_test_config(self, delay_cgid: int = 0, delay_ms: int = 0, protect_cgid: int = 0,
                         protect_low: bool = False, protect_min: bool = False, watch_cgid: int = 0) -> None:
-        """Fill memcg_test.bpf.c's config map (layout of struct memcg_test_config)."""
-        value = struct.pack("<QIIQIIQ", delay_cgid, delay_ms, int(protect_low), protect_cgid, int(protect_min), 0,
-                            watch_cgid)
+        """Fill memcg_test.bpf.c's config map (struct memcg_test_config)."""
+        value = _TEST_CONFIG.pack(delay_cgid=delay_cgid, delay_ms=delay_ms, protect_low=int(protect_low),
+                                  protect_cgid=protect_cgid, protect_min=int(protect_min), watch_cgid=watch_cgid)
         self.update("test_config", struct.pack("<I", 0), value)
 
 
@@ -156,12 +159,13 @@ def cgroup_id(path: Path) -> int:
     return os.stat(path).st_ino
 
 
-# ---- bpf/memcg_policy.bpf.c: AgentCgroup's policy -------------------------------------------------------------
+# ---- bpf/memcg_policy.bpf.c: AgentCgroup's policy (its ABI: bpf/include/memcg_policy.h) ---------------------
 
-PRIO_LOW, PRIO_NORMAL, PRIO_HIGH = 0, 1, 2
-POLICY_AGENT, PROTECT_LOW, PROTECT_MIN = 1, 2, 4
-_POLICY = struct.Struct("<IIQIIQQQ")   # struct policy
-_EVENT = struct.Struct("<QQQIIQQ")     # struct event
+_ABI = bpf_abi.constants("memcg_policy.h")
+PRIO_LOW, PRIO_NORMAL, PRIO_HIGH = _ABI["PRIO_LOW"], _ABI["PRIO_NORMAL"], _ABI["PRIO_HIGH"]
+POLICY_AGENT, PROTECT_LOW, PROTECT_MIN = _ABI["POLICY_AGENT"], _ABI["PROTECT_LOW"], _ABI["PROTECT_MIN"]
+_POLICY = bpf_abi.layout("memcg_policy.h", "policy")
+_EVENT = bpf_abi.layout("memcg_policy.h", "event")
 
 
 @dataclass
@@ -175,13 +179,15 @@ class Policy:
     throttled: int = 0
     delay_ms_total: int = 0
 
+    # struct policy's field `class` is a Python keyword: it is tool_class here; every other name is the header's
     def pack(self) -> bytes:
-        return _POLICY.pack(self.priority, self.tool_class, self.budget_pages, self.flags, self.reserve_pages,
-                            self.last_event_ns, self.throttled, self.delay_ms_total)
+        fields = {k: v for k, v in asdict(self).items() if k != "tool_class"}
+        return _POLICY.pack(**fields, **{"class": self.tool_class})
 
     @classmethod
     def unpack(cls, data: bytes) -> "Policy":
-        return cls(*_POLICY.unpack(data))
+        fields = _POLICY.unpack(data)
+        return cls(tool_class=fields.pop("class"), **fields)
 
 
 @dataclass
@@ -205,7 +211,7 @@ def get_policy(att: Attachment, cgid: int) -> Policy:
 
 
 def parse_event(record: bytes) -> ThrottleEvent:
-    return ThrottleEvent(*_EVENT.unpack(record[:_EVENT.size]))
+    return ThrottleEvent(**_EVENT.unpack(record))
 
 
 def drain_events(att: Attachment, timeout_ms: int = 0) -> list[ThrottleEvent]:

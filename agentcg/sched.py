@@ -17,9 +17,12 @@ import threading
 import time
 from pathlib import Path
 
+from . import bpf_abi
+
 SCHED_EXT = Path("/sys/kernel/sched_ext")
 
-NORMAL, LATENCY, BULK = 0, 1, 2
+_ABI = bpf_abi.constants("scx_agent.h")  # the scheduler's classes (bpf/include/scx_agent.h)
+NORMAL, LATENCY, BULK = _ABI["CLASS_NORMAL"], _ABI["CLASS_LATENCY"], _ABI["CLASS_BULK"]
 # agentcg.classify categories, plus "agent" (the agent framework's own cgroup).
 _CLASSES = {"test": BULK, "install": BULK, "build": BULK, "python": BULK,
             "git": LATENCY, "explore": LATENCY, "other": LATENCY, "agent": LATENCY}

@@ -13,15 +13,9 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include "exec_tracer.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-struct exec_event {
-	__u32 pid;
-	__u32 ppid;
-	__u64 cgid;
-	char comm[16];
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

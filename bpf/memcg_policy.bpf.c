@@ -25,6 +25,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "memcg_policy.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -32,31 +33,6 @@ const volatile __u32 base_delay_ms = 20;
 const volatile __u32 max_delay_ms = 2000;
 const volatile __u64 event_interval_ns = 100 * 1000 * 1000ULL;
 const volatile __u32 runaway_factor = 4;
-
-enum { PRIO_LOW = 0, PRIO_NORMAL = 1, PRIO_HIGH = 2 };
-enum { POLICY_AGENT = 1, PROTECT_LOW = 2, PROTECT_MIN = 4 };
-
-struct policy {
-	__u32 priority;
-	__u32 class;
-	__u64 budget_pages;
-	__u32 flags;
-	__u32 reserve_pages;	/* 0: delay whenever over budget */
-	/* written by this program */
-	__u64 last_event_ns;
-	__u64 throttled;
-	__u64 delay_ms_total;
-};
-
-struct event {
-	__u64 cgid;
-	__u64 usage_pages;
-	__u64 budget_pages;
-	__u32 delay_ms;
-	__u32 priority;
-	__u64 ts_ns;
-	__u64 headroom_pages;
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

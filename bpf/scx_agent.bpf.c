@@ -34,6 +34,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "scx_agent.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -59,15 +60,9 @@ extern void bpf_iter_scx_dsq_destroy(struct bpf_iter_scx_dsq *it) __ksym;
 const volatile u64 slice_ns = 20ULL * 1000 * 1000;	/* every class */
 const volatile u64 starve_ns = 50ULL * 1000 * 1000;
 
-enum { CLASS_NORMAL = 0, CLASS_LATENCY = 1, CLASS_BULK = 2, NR_CLASSES = 3 };
 enum { DSQ_LATENCY = 1, DSQ_NORMAL = 2, DSQ_BULK = 3 };
 #define MAX_CPUS 256	/* power of two: cpu & (MAX_CPUS - 1) is the verifier's bound */
 #define MAX_WORKLOADS 4096	/* power of two, as above; the controller numbers workloads from 1 */
-
-struct cgroup_class_val {
-	u32 class;
-	u32 workload;
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -76,29 +71,12 @@ struct {
 	__type(value, struct cgroup_class_val);
 } cgroup_class SEC(".maps");
 
-/* Counters, one u64 each; the loader's `stats` prints them by these names. */
-enum {
-	STAT_ENQ_NORMAL, STAT_ENQ_LATENCY, STAT_ENQ_BULK,
-	STAT_DISP_NORMAL, STAT_DISP_LATENCY, STAT_DISP_BULK,
-	STAT_DIRECT, STAT_PREEMPT_LOCAL, STAT_PREEMPT_KICKS, STAT_STARVED_FIRST, STAT_PARENT_HITS, STAT_BULK_KEPT,
-	NR_AGENTCG_STATS,
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, NR_AGENTCG_STATS);
 	__type(key, u32);
 	__type(value, u64);
 } stats SEC(".maps");
-
-/* Why the scheduler stopped, written by .exit and read by the loader through the mmapped .bss. */
-struct exit_record {
-	u32 exited;		/* 1 once .exit ran */
-	u32 kind;		/* enum scx_exit_kind */
-	s64 exit_code;
-	char reason[64];
-	char msg[256];
-};
 
 struct exit_record exit_rec;
 u32 force_error;				/* set by the loader: error out at the next enqueue/tick/dispatch */

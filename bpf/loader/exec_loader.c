@@ -24,15 +24,9 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "exec_tracer.h"
 
 #define POLL_MS 100
-
-struct exec_event {	/* bpf/exec_tracer.bpf.c's record */
-	uint32_t pid;
-	uint32_t ppid;
-	uint64_t cgid;
-	char comm[16];
-};
 
 static volatile sig_atomic_t stop_signal;
 
@@ -80,7 +74,7 @@ static int on_event(void *ctx, void *data, size_t size)
 
 	if (size < sizeof(*e))
 		return 0;
-	printf("{\"pid\": %u, \"ppid\": %u, \"cgid\": %" PRIu64 ", \"comm\": ", e->pid, e->ppid, e->cgid);
+	printf("{\"pid\": %u, \"ppid\": %u, \"cgid\": %" PRIu64 ", \"comm\": ", e->pid, e->ppid, (uint64_t)e->cgid);
 	json_str(e->comm, sizeof(e->comm));
 	printf("}\n");
 	fflush(stdout);

@@ -30,27 +30,13 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include "scx_agent.h"
 
 #define POLL_MS 50
 
-/* bpf/scx_agent.bpf.c's layouts */
-struct cgroup_class_val {
-	uint32_t class;
-	uint32_t workload;
-};
-
-struct exit_record {
-	uint32_t exited;
-	uint32_t kind;
-	int64_t exit_code;
-	char reason[64];
-	char msg[256];
-};
-
-static const char *stat_names[] = {
-	"enq_normal", "enq_latency", "enq_bulk", "dispatch_normal", "dispatch_latency", "dispatch_bulk",
-	"direct", "preempt_local", "preempt_kicks", "starved_first", "parent_hits", "bulk_kept",
-};
+#define AGENTCG_STAT_NAME(id, name) name,
+static const char *stat_names[] = { AGENTCG_STATS(AGENTCG_STAT_NAME) };
+#undef AGENTCG_STAT_NAME
 #define NR_STAT_NAMES (sizeof(stat_names) / sizeof(stat_names[0]))
 
 static volatile sig_atomic_t stop_signal;
@@ -296,7 +282,7 @@ static int run(const char *path, unsigned long long slice_us)
 		copy.reason[sizeof(copy.reason) - 1] = 0;
 		copy.msg[sizeof(copy.msg) - 1] = 0;
 		printf("{\"ok\": false, \"event\": \"exited\", \"kind\": %u, \"exit_code\": %" PRId64 ", \"reason\": ",
-		       copy.kind, copy.exit_code);
+		       copy.kind, (int64_t)copy.exit_code);
 		json_str(copy.reason);
 		printf(", \"msg\": ");
 		json_str(copy.msg);

@@ -11,25 +11,9 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "memcg_test.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-struct memcg_test_config {
-	__u64 delay_cgid;	/* cgroup whose charges are delayed */
-	__u32 delay_ms;
-	__u32 protect_low;	/* below_low answers true for protect_cgid */
-	__u64 protect_cgid;
-	__u32 protect_min;	/* below_min answers true for protect_cgid */
-	__u32 pad;
-	__u64 watch_cgid;	/* counted separately (C_*_WATCHED) */
-};
-
-enum {
-	C_CHARGED, C_CHARGED_PAGES, C_UNCHARGED, C_UNCHARGED_PAGES,
-	C_ONLINE, C_OFFLINE, C_BELOW_LOW, C_BELOW_MIN, C_DELAYED,
-	C_PROTECTED_LOW, C_PROTECTED_MIN, C_CHARGED_WATCHED, C_ONLINE_WATCHED,
-	NR_COUNTERS,
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
