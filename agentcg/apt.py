@@ -8,9 +8,10 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
-from pathlib import Path
 
-LOCK = Path(os.environ.get("AGENTCG_CACHE", Path.home() / ".cache" / "agentcg")) / "apt.lock"
+from .paths import CACHE_DIR
+
+LOCK = CACHE_DIR / "apt.lock"
 
 
 class AptError(Exception):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from .kernels import REPO_ROOT
+from .paths import REPO_ROOT
 
 # The evaluation vmtests: the comparisons `make test` leaves out (marker `evaluation`) and the scheduler's
 # measurements, which the report reads.

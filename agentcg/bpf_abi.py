@@ -14,9 +14,10 @@ import functools
 import re
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
-INCLUDE = Path(__file__).resolve().parent.parent / "bpf" / "include"
+from .paths import BPF_INCLUDE
+
+INCLUDE = BPF_INCLUDE
 _TYPES = {"__u8": "B", "__s8": "b", "__u16": "H", "__s16": "h", "__u32": "I", "__s32": "i", "__u64": "Q",
           "__s64": "q", "char": "s"}
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import yaml
 
 from . import classify
+from .paths import REPO_ROOT
 
 MIB = 1 << 20
-DEFAULT_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "budgets.yaml"
+DEFAULT_FILE = REPO_ROOT / "fixtures" / "budgets.yaml"
 
 
 class BudgetError(Exception):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import apt
-from .vm import CACHE_DIR
+from .paths import CACHE_DIR
 
 BUILDER_VERSION = "2"  # bump when the build procedure changes what a cached kernel contains
 KERNEL_CACHE = CACHE_DIR / "kernels"

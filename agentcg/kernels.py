@@ -13,8 +13,8 @@ from pathlib import Path
 import yaml
 
 from . import apt
+from .paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TABLE_PATH = REPO_ROOT / "kernel" / "kernels.yaml"
 KINDS = ("debian", "build")
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import bpf_abi
-from .kernels import REPO_ROOT
+from .paths import REPO_ROOT
 
 BPF_F_ALLOW_OVERRIDE = 1 << 0
 BPF_F_CGROUP_FD = 1 << 7

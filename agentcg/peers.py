@@ -27,9 +27,9 @@ import threading
 import time
 from pathlib import Path
 
+from .paths import REPO_ROOT
 from .replay import AgentCgroups, Policy, ReplayError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PEERS_DIR = REPO_ROOT / ".venv" / "peers"
 START_TIMEOUT_S = 20.0
 

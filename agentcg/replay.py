@@ -69,7 +69,8 @@ from . import traces as tracefiles
 from .analyze import DELEGATION_TOOLS, percentile
 from .cgroup import ROOT as CGROUP_ROOT
 from .cgroup import Cgroup, CgroupError, parse_keyed, parse_pressure
-from .traces import REPO_ROOT, Trace, TraceError
+from .paths import REPO_ROOT
+from .traces import Trace, TraceError
 
 DEFAULT_SPEED = 50.0
 DEFAULT_MEM_SCALE = 0.05

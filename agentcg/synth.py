@@ -48,7 +48,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .classify import CATEGORIES
-from .traces import REPO_ROOT, Sample, ToolCall, Trace, save
+from .paths import REPO_ROOT
+from .traces import Sample, ToolCall, Trace, save
 
 MB = 1_000_000
 MAX_RATE_MB_S = 3000.0  # largest memory change per second, up or down

@@ -33,8 +33,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .classify import classify_call
+from .paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TRACES_ENV = "AGENTCG_TRACES"
 FORMAT = "agentcg-trace/1"
 RUN_FILES = ("resources.json", "tool_calls.json", "results.json", "trace.jsonl")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .budgets import Budgets
 from .controller import EventLog
-from .kernels import REPO_ROOT
+from .paths import REPO_ROOT
 from .layout import Layout, LayoutError
 
 SYSTEM_PYTHON = "/usr/bin/python3"

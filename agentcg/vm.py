@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import slowness
+from .paths import CACHE_DIR
 
 GUEST_EXIT_UNSET = 255
 EXIT_FILE = "exit_code"
 PROGRESS_FILE = "progress"
 STUB = Path(__file__).resolve().parent / "testing" / "udevadm-stub"
-CACHE_DIR = Path(os.environ.get("AGENTCG_CACHE", Path.home() / ".cache" / "agentcg"))
 
 
 class VMError(Exception):
