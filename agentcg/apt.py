@@ -5,6 +5,7 @@ dpkg's lock, so every install here takes a lock of ours first and waits its turn
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import subprocess
@@ -26,31 +27,32 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
         raise AptError(f"{cmd[0]} is not available: install {' '.join(cmd[-1:])} by hand")
 
 
+@contextlib.contextmanager
+def _locked():
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _check(proc: subprocess.CompletedProcess, what: str) -> None:
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise AptError(f"{what} failed ({proc.returncode}):\n{tail}")
+
+
 def install(packages: list[str]) -> None:
     """apt-get install, with one `apt-get update` and a second try when the lists are stale."""
     if os.geteuid() != 0:
         raise AptError(f"installing {' '.join(packages)} needs root (apt-get install)")
-    LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with open(LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+    with _locked():
         if _run(cmd).returncode == 0:
             return
-        update(locked=True)
-        proc = _run(cmd)
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-            raise AptError(f"apt-get install {' '.join(packages)} failed ({proc.returncode}):\n{tail}")
+        _check(_run(["apt-get", "update", "-q"]), "apt-get update")
+        _check(_run(cmd), f"apt-get install {' '.join(packages)}")
 
 
-def update(locked: bool = False) -> None:
-    """apt-get update (under our lock unless the caller holds it)."""
-    if not locked:
-        LOCK.parent.mkdir(parents=True, exist_ok=True)
-        with open(LOCK, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            return update(locked=True)
-    proc = _run(["apt-get", "update", "-q"])
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise AptError(f"apt-get update failed ({proc.returncode}):\n{tail}")
+def update() -> None:
+    with _locked():
+        _check(_run(["apt-get", "update", "-q"]), "apt-get update")

@@ -215,9 +215,7 @@ def _local_tree(tree: Path) -> Path:
 
 
 def _extract_debian_source(spec: BuildSpec, tree: Path, log) -> None:
-    package = spec.source["package"]
-    if not debian_package_version(package):
-        _apt_install([package])
+    package = spec.source["package"]  # installed by prepare_tree, before its version named the tree
     tarballs = sorted(Path("/usr/src").glob(f"{package}.tar.*"))
     if not tarballs:
         raise BuildError(f"{package} is installed but /usr/src/{package}.tar.* is missing")

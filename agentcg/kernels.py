@@ -4,7 +4,6 @@ This is the one place that decides which image a kernel name boots and what that
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from dataclasses import dataclass
