@@ -31,7 +31,7 @@ vmtest-all: setup
 	if [ -n "$$failed" ]; then echo "vmtests failed on:$$failed"; exit 1; fi
 
 # Host tests and each kernel's share of the in-guest tests (vmtests/suites.yaml), in parallel, our kernel built
-# first; long evaluations are `agentcg bench`'s. SLOW=0.5 runs every VM on half a core (agentcg.slowness).
+# first; long evaluations are `agentcg bench`'s. SLOW=0.5 runs every VM on half a core (agentcg.harness.slowness).
 test: setup
 	$(if $(SLOW),AGENTCG_SLOW=$(SLOW) )$(PY) -m agentcg test
 

@@ -1,3 +1,3 @@
-from .cli import main
+from agentcg.cli import main
 
 main()

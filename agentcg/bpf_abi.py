@@ -15,7 +15,7 @@ import re
 import struct
 from dataclasses import dataclass
 
-from .paths import BPF_INCLUDE
+from agentcg.paths import BPF_INCLUDE
 
 INCLUDE = BPF_INCLUDE
 _TYPES = {"__u8": "B", "__s8": "b", "__u16": "H", "__s16": "h", "__u32": "I", "__s32": "i", "__u64": "Q",

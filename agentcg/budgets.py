@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from . import classify
-from .paths import REPO_ROOT
+from agentcg import classify
+from agentcg.paths import REPO_ROOT
 
 MIB = 1 << 20
 DEFAULT_FILE = REPO_ROOT / "fixtures" / "budgets.yaml"

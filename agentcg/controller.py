@@ -6,11 +6,11 @@ to the cgroup (memory.high, cgroup.freeze, cgroup.kill) and logged as one JSON l
 call's reason is stored in its metadata for the agent (`agentcg exec` prints it). Finished calls teach the
 budgets their peaks and are removed.
 
-With an in-kernel policy (agentcg.inkernel, on kernels with memcg_bpf_ops) the controller also keeps the policy's
+With an in-kernel policy (agentcg.enforce.inkernel, on kernels with memcg_bpf_ops) the controller also keeps the policy's
 maps in step with the tree, and the policy's throttle events wake it at once: the kernel delays a call within a
 charge batch, the ladder's next rungs follow from here without waiting for the tick.
 
-With agentcg's sched_ext scheduler (agentcg.sched) the controller tells it each cgroup's CPU class (agent leaf
+With agentcg's sched_ext scheduler (agentcg.enforce.sched) the controller tells it each cgroup's CPU class (agent leaf
 LATENCY, calls by command category). If the kernel reverts to its default scheduler (an error, the watchdog),
 the controller logs why and carries on: every call already has its class's cpu.weight (agentcg.layout).
 """
@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import ladder, sched
-from .budgets import Budgets
-from .cgroup import Cgroup, FileCache, parse_keyed, parse_pressure
-from .layout import Layout
+from agentcg import ladder
+from agentcg.enforce import sched
+from agentcg.budgets import Budgets
+from agentcg.cgroup import Cgroup, FileCache, parse_keyed, parse_pressure
+from agentcg.layout import Layout
 
 UNLIMITED = 2**63 - 1
 # A call's cgroup exists before its process does (the launcher makes it, then moves the process in). One that has
@@ -121,8 +122,8 @@ class Controller:
     def __init__(self, layout: Layout, budgets: Budgets, cfg: ladder.LadderConfig, log: EventLog,
                  interval: float = 0.05, inkernel=None, scheduler: sched.SchedExt | None = None):
         self.layout, self.budgets, self.cfg, self.log, self.interval = layout, budgets, cfg, log, interval
-        self.inkernel = inkernel  # agentcg.inkernel.InKernelPolicy, or None: user space only
-        self.scheduler = scheduler  # agentcg.sched.SchedExt, or None: cpu.weight alone
+        self.inkernel = inkernel  # agentcg.enforce.inkernel.InKernelPolicy, or None: user space only
+        self.scheduler = scheduler  # agentcg.enforce.sched.SchedExt, or None: cpu.weight alone
         self.tracked_workloads: set[str] = set()
         self.workload_ids: dict[str, int] = {}
         self.calls: dict[tuple[str, str], CallState] = {}

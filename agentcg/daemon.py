@@ -25,12 +25,12 @@ from pathlib import Path
 
 import yaml
 
-from . import ladder, mechanisms
-from .budgets import DEFAULT_FILE, Budgets, BudgetError, load_config as load_budgets
-from .cgroup import ROOT as CGROUP_ROOT
-from .controller import Controller, EventLog
-from .layout import DEFAULT_ROOT, DEFAULT_STATE, PRIORITIES, Layout, LayoutError, check_name
-from .stopping import Stop
+from agentcg import ladder, mechanisms
+from agentcg.budgets import DEFAULT_FILE, Budgets, BudgetError, load_config as load_budgets
+from agentcg.cgroup import ROOT as CGROUP_ROOT
+from agentcg.controller import Controller, EventLog
+from agentcg.layout import DEFAULT_ROOT, DEFAULT_STATE, PRIORITIES, Layout, LayoutError, check_name
+from agentcg.stopping import Stop
 
 MIB = 1 << 20
 KEYS = {"root", "state", "interval_ms", "event_log", "metrics_port", "budgets", "ladder", "workloads",

@@ -9,7 +9,7 @@ import errno
 import os
 from pathlib import Path
 
-from . import btf
+from agentcg import btf
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Member names that tell the memcg_bpf_ops RFC revisions apart (see ../shared/design/memcg_bpf_ops.md).

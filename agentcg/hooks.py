@@ -14,8 +14,10 @@ import json
 import os
 import shlex
 import sys
+import time
+from pathlib import Path
 
-from .classify import classify
+from agentcg.classify import classify
 
 WRAPPER = "agentcg exec"
 
@@ -43,7 +45,6 @@ def _record(payload: dict, event: str, env: dict) -> None:
     path = env.get("AGENTCG_EVENTS")
     if not path:
         return
-    from .record import append_event
     tool_input = payload.get("tool_input") or {}
     command = tool_input.get("command") if isinstance(tool_input, dict) else None
     append_event(path, event, str(payload.get("tool_use_id") or payload.get("session_id") or "?"),
@@ -64,3 +65,17 @@ def main(which: str) -> int:
     except (ValueError, OSError):
         pass  # never break the agent over bookkeeping
     return 0
+
+
+def append_event(path: str | Path, event: str, id: str, tool: str | None = None, command: str | None = None,
+                 when: float | None = None) -> None:
+    """Append one event line (for hooks and wrappers). One write() on an O_APPEND file: concurrent writers of
+    lines this short do not interleave."""
+    record = {"event": event, "id": id, "tool": tool, "command": command,
+              "time": time.time() if when is None else when}
+    line = (json.dumps(record) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)

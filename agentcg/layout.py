@@ -19,8 +19,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .cgroup import Cgroup, CgroupError
-from .sched import CPU_WEIGHT, sched_class
+from agentcg.cgroup import Cgroup, CgroupError
+from agentcg.enforce.sched import CPU_WEIGHT, sched_class
 
 DEFAULT_ROOT = Path("/sys/fs/cgroup/agentcg")
 DEFAULT_STATE = Path("/run/agentcg")

@@ -1,9 +1,9 @@
 """Which enforcement mechanisms the daemon uses on this host: the one place that decision is made.
 
 Three choices, each `auto` by default (the exec tracer: off), each logged with its reason:
-  - memory: `kernel` (bpf/memcg_policy on the charge path, agentcg.inkernel) where the kernel has memcg_bpf_ops in
+  - memory: `kernel` (bpf/memcg_policy on the charge path, agentcg.enforce.inkernel) where the kernel has memcg_bpf_ops in
     the layout our policy is built for (BTF) and its BPF objects are built, else `user` (the ladder alone);
-  - cpu: `sched_ext` (bpf/scx_agent, agentcg.sched) where the kernel has sched_ext, no other BPF scheduler is
+  - cpu: `sched_ext` (bpf/scx_agent, agentcg.enforce.sched) where the kernel has sched_ext, no other BPF scheduler is
     loaded and the loader is built, else `weights` (cpu.weight per tool class, always set);
   - exec tracer: `libbpf` (built with agentcg's kernels) or `bcc` (Debian's python3-bpfcc) catches tool processes
     an agent starts without `agentcg exec`.
@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import sched
+from agentcg.enforce import sched
 
 MEMORY_CHOICES = ("auto", "kernel", "user")
 CPU_CHOICES = ("auto", "sched_ext", "weights")
@@ -28,7 +28,7 @@ class MechanismError(Exception):
 
 
 def why_no_kernel_memory() -> str | None:
-    from .inkernel import why_not
+    from agentcg.enforce.inkernel import why_not
     return why_not()
 
 
@@ -38,7 +38,7 @@ def why_no_sched_ext() -> str | None:
         return "the kernel has no sched_ext"
     if state != "disabled":
         return f"sched_ext is {state}: another BPF scheduler is loaded"
-    from .memcg_bpf import LoaderError, bpf_dir
+    from agentcg.enforce.memcg_bpf import LoaderError, bpf_dir
     try:
         loader = bpf_dir() / "scx_loader"
     except LoaderError as e:
@@ -100,13 +100,13 @@ def start(memory: str, cpu: str, tracer: str, root: Path, reserve_bytes: int) ->
     m = Mechanisms(memory=mem, cpu=cpu_m, tracer=tracer, reasons={"memory": mem_why, "cpu": cpu_why})
     try:
         if mem == "kernel":
-            from .inkernel import InKernelError, InKernelPolicy
+            from agentcg.enforce.inkernel import InKernelError, InKernelPolicy
             try:
                 m.inkernel = InKernelPolicy(root, reserve_bytes).open()
             except InKernelError as e:
                 raise MechanismError(str(e)) from e
         if cpu_m == "sched_ext":
-            from .memcg_bpf import bpf_dir
+            from agentcg.enforce.memcg_bpf import bpf_dir
             scheduler = sched.SchedExt()
             try:
                 scheduler.start(bpf_dir())
@@ -123,7 +123,7 @@ def start_tracer(m: Mechanisms, layout, budgets, log, workloads: list[str]) -> N
     """Start the exec tracer on the workloads' agent leaves (nothing when it is off)."""
     if m.tracer == "off" or not workloads:
         return
-    from .tracing import ExecTracer, TracerError
+    from agentcg.enforce.tracing import ExecTracer, TracerError
     tracer = ExecTracer(layout, budgets, log, backend=None if m.tracer == "auto" else m.tracer)
     try:
         tracer.start(workloads)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Host packages agentcg needs (Debian 12, as root): QEMU for virtme-ng, busybox for its guest init.
-# Kernel images are installed on demand by agentcg.kernels. Fast when everything is already there.
+# Kernel images are installed on demand by agentcg.harness.kernels. Fast when everything is already there.
 set -euo pipefail
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
@@ -20,7 +20,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # Real user-space peers for the evaluation (Meta's oomd, earlyoom): unpacked from Debian's packages into the
-# virtualenv, not installed, since installing them would enable host-wide OOM daemons (agentcg.peers).
+# virtualenv, not installed, since installing them would enable host-wide OOM daemons (agentcg.eval.peers).
 peers=${AGENTCG_PEERS_DIR:-.venv/peers}
 if ! [ -x "$peers/usr/bin/oomd" ] || ! [ -x "$peers/usr/bin/earlyoom" ]; then
   tmp=$(mktemp -d)

@@ -4,9 +4,10 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from agentcg import analyze, traces
+from agentcg.analysis import analyze
+from agentcg.workloads import traces
 from agentcg.cli import main
-from agentcg.traces import Sample, ToolCall, Trace
+from agentcg.workloads.traces import Sample, ToolCall, Trace
 
 MB = 1_000_000
 

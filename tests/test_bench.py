@@ -1,5 +1,5 @@
-"""The evaluation report (agentcg.bench): the sweep's verdict and the comparison table, from recorded numbers."""
-from agentcg.bench import densest, next_count, peak_provisioned, rows, smallest_share
+"""The evaluation report (agentcg.eval.bench): the sweep's verdict and the comparison table, from recorded numbers."""
+from agentcg.eval.bench import densest, next_count, peak_provisioned, rows, smallest_share
 
 
 def run(share, policy, survived, agents=3, **kw):

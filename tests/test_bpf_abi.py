@@ -5,7 +5,8 @@ import subprocess
 
 import pytest
 
-from agentcg import bpf_abi, memcg_bpf, sched
+from agentcg import bpf_abi
+from agentcg.enforce import memcg_bpf, sched
 
 STRUCTS = [("memcg_policy.h", "policy"), ("memcg_policy.h", "event"), ("memcg_test.h", "memcg_test_config"),
            ("exec_tracer.h", "exec_event"), ("scx_agent.h", "cgroup_class_val"), ("scx_agent.h", "exit_record")]

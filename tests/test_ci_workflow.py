@@ -3,8 +3,8 @@ import re
 
 import yaml
 
-from agentcg import kernels
-from agentcg.testing import report
+from agentcg.harness import kernels
+from agentcg.harness import report
 
 WORKFLOW = kernels.REPO_ROOT / "ci" / "vmtest.yml"
 

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from agentcg import kbuild, kernels
+from agentcg.harness import kbuild, kernels
 
 FRAGMENT = "CONFIG_MEMCG=y\nCONFIG_SCHED_CLASS_EXT=y\n# CONFIG_KASAN is not set\n"
 

@@ -1,6 +1,6 @@
 import pytest
 
-from agentcg import kernels
+from agentcg.harness import kernels
 
 
 def write_table(tmp_path, text):

@@ -1,9 +1,10 @@
-"""The real user-space peers (agentcg.peers): oomd's configuration and how each peer's kills are read back."""
+"""The real user-space peers (agentcg.eval.peers): oomd's configuration and how each peer's kills are read back."""
 from pathlib import Path
 
 import pytest
 
-from agentcg import peers, replay
+from agentcg.eval import peers
+from agentcg.workloads import replay
 
 
 def test_oomd_config_is_debians_ruleset_on_the_budget_scaled_to_the_replay():

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agentcg import record, traces
+from agentcg import hooks
+from agentcg.workloads import record, traces
 from agentcg.cli import main
-from agentcg.record import CgroupSource, Event, RecordError
+from agentcg.workloads.record import CgroupSource, Event, RecordError
 
 MB = 1_000_000
 E0 = 1770000000.0  # wall clock of the fake clock at mono 0
@@ -214,10 +215,10 @@ def test_parse_event():
 
 def test_read_events_counts_malformed_lines(tmp_path):
     path = tmp_path / "events.jsonl"
-    record.append_event(path, "start", "a", "Bash", "pytest", when=E0 + 1)
+    hooks.append_event(path, "start", "a", "Bash", "pytest", when=E0 + 1)
     with open(path, "a") as f:
         f.write("\n{not json\n[]\n" + json.dumps({"event": "end", "id": "a"}) + "\n")
-    record.append_event(path, "end", "a", when=E0 + 2)
+    hooks.append_event(path, "end", "a", when=E0 + 2)
     with open(path, "a") as f:
         f.write('{"event": "start", "id": "b", "tool": "Read", "ti')  # a writer caught mid-line
     events, skipped = record.read_events(path)
@@ -316,9 +317,9 @@ def test_cgroup_argument_as_a_path_inside_the_hierarchy(tmp_path):
 def test_round_trip_record_then_load_run_and_analyze(tmp_path):
     cg = fake_cgroup(tmp_path)
     events = tmp_path / "events.jsonl"
-    record.append_event(events, "start", "t1", "Bash", "cd /testbed && python -m pytest -x", when=E0 + 1.5)
-    record.append_event(events, "end", "t1", when=E0 + 3.5)
-    record.append_event(events, "start", "t2", "Edit", None, when=E0 + 4.2)
+    hooks.append_event(events, "start", "t1", "Bash", "cd /testbed && python -m pytest -x", when=E0 + 1.5)
+    hooks.append_event(events, "end", "t1", when=E0 + 3.5)
+    hooks.append_event(events, "start", "t2", "Edit", None, when=E0 + 4.2)
     with open(events, "a") as f:
         f.write("garbage\n")
     clock = FakeClock(changing(cg, [180, 185, 900, 1200, 190, 186], [90, 10, 150, 120, 5, 5]))
@@ -349,7 +350,7 @@ def test_round_trip_record_then_load_run_and_analyze(tmp_path):
     assert results["stop_reason"] == "duration" and results["interval"] == 1.0
     assert results["tool_events"]["skipped_lines"] == 1 and results["tool_events"]["unmatched_starts_closed"] == 1
 
-    from agentcg import analyze
+    from agentcg.analysis import analyze
     assert analyze.call_spike(trace, trace.calls[0]) == 900 * MB - 180 * MB  # samples at 1, 2 s vs the one at 0
     result = CliRunner().invoke(main, ["analyze", str(out), "--json"])
     assert result.exit_code == 0, result.output

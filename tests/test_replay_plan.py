@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agentcg import cgroup, replay, synth, traces
-from agentcg.replay import AgentSpec, ReplayError, ScenarioError, SharedTracesMissing
-from agentcg.traces import Sample, ToolCall, Trace
+from agentcg import cgroup
+from agentcg.workloads import replay, synth, traces
+from agentcg.workloads.replay import AgentSpec, ReplayError, ScenarioError, SharedTracesMissing
+from agentcg.workloads.traces import Sample, ToolCall, Trace
 
 MB = 1_000_000
 FIXTURES = synth.FIXTURES_DIR

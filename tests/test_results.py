@@ -1,7 +1,7 @@
 import json
 
-from agentcg.testing import results
-from agentcg.testing.results import TestRecord, VMEnd
+from agentcg.harness import results
+from agentcg.harness.results import TestRecord, VMEnd
 
 
 def phase(when, outcome, text=""):

@@ -1,4 +1,4 @@
-"""agentcg.sched without a kernel: class mapping, the cpu.weight fallback, sched_ext state, and the driver's handling
+"""agentcg.enforce.sched without a kernel: class mapping, the cpu.weight fallback, sched_ext state, and the driver's handling
 of the loader's JSON lines (with a fake loader script standing in for bpf/loader/scx_loader)."""
 import os
 import stat
@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from agentcg import classify, sched
-from agentcg.sched import BULK, LATENCY, NORMAL, SchedError, SchedExt
+from agentcg import classify
+from agentcg.enforce import sched
+from agentcg.enforce.sched import BULK, LATENCY, NORMAL, SchedError, SchedExt
 
 
 # Test suites, installs, builds and scripts are bulk; git, exploring, other commands and the agent are latency.

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from agentcg import slowness, vm
+from agentcg.harness import slowness, vm
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-from agentcg import splat
+from agentcg.harness import splat
 
 WARN_LOG = """\
 [   12.1] ------------[ cut here ]------------

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from agentcg import kernels, slowness
-from agentcg.testing import suite
+from agentcg.harness import kernels, slowness
+from agentcg.harness import suite
 
 
 @pytest.fixture(autouse=True)
@@ -109,7 +109,7 @@ def test_a_sigterm_to_the_runner_stops_every_job(tmp_path):
     job = ("import os, time; open(%r, 'a').write(f'{os.getpid()}\\n'); time.sleep(300)" % str(pids))
     script = (
         "import sys\n"
-        "from agentcg.testing import suite\n"
+        "from agentcg.harness import suite\n"
         f"suite.LOGS = __import__('pathlib').Path({str(tmp_path / 'logs')!r})\n"
         f"jobs = [suite.Job(n, [sys.executable, '-c', {job!r}]) for n in ('a', 'b')]\n"
         "try:\n"

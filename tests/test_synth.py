@@ -4,7 +4,8 @@ import statistics
 
 import pytest
 
-from agentcg import analyze, synth, traces
+from agentcg.analysis import analyze
+from agentcg.workloads import synth, traces
 from agentcg.classify import classify_call
 
 MB = 1_000_000

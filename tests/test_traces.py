@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from agentcg import traces
-from agentcg.traces import Sample, ToolCall, Trace, TraceError
+from agentcg.workloads import traces
+from agentcg.workloads.traces import Sample, ToolCall, Trace, TraceError
 
 # 1770000000 is 2026-02-02T02:40:00Z, i.e. 2026-02-01T18:40:00 on a UTC-8 host.
 E0 = 1770000000.0

@@ -3,7 +3,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from agentcg import vm
+from agentcg.harness import vm
 
 
 def test_tcg_command_disables_kvm_and_uses_9p(tmp_path):

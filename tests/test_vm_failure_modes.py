@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentcg import slowness
+from agentcg.harness import slowness
 
 REPO = Path(__file__).resolve().parent.parent
 SELFTEST = "vmtests/selftest/test_failure_modes.py"
@@ -57,7 +57,7 @@ def test_guest_hang_is_killed_by_the_watchdog(tmp_path):
     proc, cases = run_guest_tests(tmp_path, ["test_hangs"], "--test-timeout", "5", "--stall-timeout", "15")
     assert proc.returncode == 1
     outcome, text = cases["test_hangs"]
-    # 15 s on the reference machine, longer on a slower one (agentcg.slowness)
+    # 15 s on the reference machine, longer on a slower one (agentcg.harness.slowness)
     assert outcome == "failed" and re.search(r"watchdog: guest made no progress for \d+ s", text), text
 
 

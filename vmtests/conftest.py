@@ -1,14 +1,14 @@
 """vmtests run inside a VM. On the host, this directory is collected and each test is run in the guest
-(agentcg.testing.host); in the guest (AGENTCG_GUEST=1) the tests run for real (agentcg.testing.guest)."""
+(agentcg.harness.host); in the guest (AGENTCG_GUEST=1) the tests run for real (agentcg.harness.guest)."""
 import os
 import uuid
 
 import pytest
 
 if os.environ.get("AGENTCG_GUEST") == "1":
-    pytest_plugins = ["agentcg.testing.guest"]
+    pytest_plugins = ["agentcg.harness.guest"]
 else:
-    pytest_plugins = ["agentcg.testing.host"]
+    pytest_plugins = ["agentcg.harness.host"]
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def record_measurement(request):
 @pytest.fixture
 def pins(cg):
     """A bpffs directory for this test's attachments; every pin left is dropped (links released) at the end."""
-    from agentcg import memcg_bpf
+    from agentcg.enforce import memcg_bpf
     root = memcg_bpf.BPFFS / f"agentcg-test-{uuid.uuid4().hex[:8]}"
     root.mkdir()
     yield root

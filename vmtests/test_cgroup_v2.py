@@ -16,7 +16,7 @@ MIB = 1 << 20
 
 
 def hog(cg, mib, hold=True):
-    argv = [sys.executable, "-m", "agentcg.memhog", str(mib)] + (["--hold"] if hold else [])
+    argv = [sys.executable, "-m", "agentcg.harness.memhog", str(mib)] + (["--hold"] if hold else [])
     return cg.spawn(argv, stdout=subprocess.DEVNULL)
 
 

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from agentcg import ladder, sched
+from agentcg import ladder
+from agentcg.enforce import sched
 from agentcg.budgets import Budgets, load_config
 from agentcg.cgroup import Cgroup, reap
 from agentcg.controller import Controller, EventLog
 from agentcg.layout import TOOL_OOM_SCORE_ADJ, Layout
-from agentcg.memcg_bpf import BPFFS
+from agentcg.enforce.memcg_bpf import BPFFS
 
 MIB = 1 << 20
 DECLARED = set(json.loads(os.environ.get("AGENTCG_DECLARED", "null")) or [])  # what the kernel declares
@@ -68,7 +69,7 @@ def exec_args(env, workload, *cmd, cls="test"):
 def start_agent(env, name, mib=16):
     layout = env["layout"]
     agent = Cgroup(layout.workload(name).path / "agent").spawn(
-        [sys.executable, "-m", "agentcg.memhog", str(mib), "--hold"], stdout=subprocess.PIPE)
+        [sys.executable, "-m", "agentcg.harness.memhog", str(mib), "--hold"], stdout=subprocess.PIPE)
     assert agent.stdout.readline().strip() == b"ready"
     layout.move_agent(name, agent.pid)  # already there; sets oom_score_adj -1000
     env["procs"].append(agent)
@@ -92,7 +93,7 @@ def test_tool_over_budget_is_throttled_then_frozen_then_killed_agent_survives(ag
     layout.create_workload("w1", agent_min=32 * MIB, memory_max=160 * MIB)
     agent = start_agent(env, "w1")
     env["start"]()
-    result = agentcg_cli(env, *exec_args(env, "w1", sys.executable, "-m", "agentcg.memhog", "400"))
+    result = agentcg_cli(env, *exec_args(env, "w1", sys.executable, "-m", "agentcg.harness.memhog", "400"))
 
     assert result.returncode == 137, result.stderr
     assert "killed by agentcg:" in result.stderr
@@ -108,7 +109,7 @@ def test_tool_with_room_is_left_alone(agentcg_env):
     env = agentcg_env
     env["layout"].create_workload("w1", agent_min=16 * MIB)
     env["start"]()
-    result = agentcg_cli(env, *exec_args(env, "w1", sys.executable, "-m", "agentcg.memhog", "64"))
+    result = agentcg_cli(env, *exec_args(env, "w1", sys.executable, "-m", "agentcg.harness.memhog", "64"))
     assert result.returncode == 0, result.stderr
     assert decisions(env) == []
 
@@ -148,7 +149,7 @@ def test_tool_started_by_a_protected_agent_stays_killable(agentcg_env):
     assert shown.returncode == 0 and shown.stdout.strip() == str(TOOL_OOM_SCORE_ADJ), (shown.stdout, shown.stderr)
 
     # no controller running: the kernel's OOM killer alone must find a victim
-    cmd = [sys.executable, "-m", "agentcg", *exec_args(env, "w1", sys.executable, "-m", "agentcg.memhog", "200")]
+    cmd = [sys.executable, "-m", "agentcg", *exec_args(env, "w1", sys.executable, "-m", "agentcg.harness.memhog", "200")]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, preexec_fn=as_agent)
     assert result.returncode == 137, (result.returncode, result.stderr)
     assert layout.workload("w1").keyed("memory.events")["oom_kill"] >= 1
@@ -197,7 +198,7 @@ def test_user_space_reaction_time(agentcg_env, record_measurement):
     reactions = []
     for _ in range(10):
         proc = subprocess.Popen([sys.executable, "-m", "agentcg", *exec_args(
-            env, "w1", sys.executable, "-m", "agentcg.memhog", str(threshold_mib + 64), "--mark-usage-mib",
+            env, "w1", sys.executable, "-m", "agentcg.harness.memhog", str(threshold_mib + 64), "--mark-usage-mib",
             str(threshold_mib))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = proc.communicate(timeout=240)
         marks = [float(line.split()[1]) for line in out.splitlines() if line.startswith("mark ")]
@@ -287,7 +288,7 @@ child.wait()
 @pytest.mark.requires("bpf_syscall")
 @pytest.mark.parametrize("backend", ["bcc", "libbpf"])
 def test_process_started_without_wrapper_lands_in_a_tool_cgroup(agentcg_env, backend):
-    from agentcg.tracing import ExecTracer, libbpf_tracer
+    from agentcg.enforce.tracing import ExecTracer, libbpf_tracer
     if backend == "libbpf" and libbpf_tracer() is None:
         pytest.skip("no agentcg-built BPF objects for this kernel (built with agentcg's kernels; Debian's kernels "
                     "use the bcc tracer)")

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from agentcg import replay
-from agentcg.testing.workloads import keep_replay, scenario_or_skip
+from agentcg.workloads import replay
+from agentcg.workloads.testkit import keep_replay, scenario_or_skip
 
 pytestmark = [pytest.mark.requires("memcg", "cgroup_freeze", "cgroup_kill", "psi"), pytest.mark.evaluation]
 

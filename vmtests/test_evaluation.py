@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from agentcg import ladder, replay
+from agentcg import ladder
+from agentcg.workloads import replay
 from agentcg.budgets import Budgets, load_config
 from agentcg.controller import Controller, EventLog
 from agentcg.layout import Layout
-from agentcg.testing.workloads import keep_replay, scenario_or_skip
+from agentcg.workloads.testkit import keep_replay, scenario_or_skip
 
 MIB = 1 << 20
 pytestmark = pytest.mark.requires("memcg", "cgroup_freeze", "cgroup_kill", "psi")
@@ -38,7 +39,7 @@ class ControllerRun:
         self.events = tmp / "events.jsonl"
         self.policy = None
         if inkernel:
-            from agentcg.inkernel import InKernelPolicy
+            from agentcg.enforce.inkernel import InKernelPolicy
             self.policy = InKernelPolicy(self.layout.root, reserve).open()
         cfg = ladder.LadderConfig(reserve_bytes=reserve, runaway_factor=4, stall_frac=0.3, freeze_after_s=0.5,
                                   kill_after_s=1.5)
@@ -52,7 +53,7 @@ class ControllerRun:
         """Run a tool call through `agentcg exec` that allocates `mib`; the moment it passed mark_mib."""
         proc = subprocess.run([sys.executable, "-m", "agentcg", "exec", "--workload", workload, "--class", "test",
                                "--budgets", str(self.budgets), "--root", str(self.layout.root), "--state",
-                               str(self.layout.state), "--", sys.executable, "-m", "agentcg.memhog", str(mib),
+                               str(self.layout.state), "--", sys.executable, "-m", "agentcg.harness.memhog", str(mib),
                                "--mark-usage-mib", str(mark_mib)], capture_output=True, text=True, timeout=240)
         marks = [float(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("mark ")]
         assert marks, (proc.stdout, proc.stderr)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from agentcg import features
-from agentcg.testing import guest
+from agentcg.harness import guest
 
 
 # Every feature a kernel is declared to have is really there: a wrong declaration would turn skips into lies.

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from agentcg import features, memcg_bpf
+from agentcg import features
+from agentcg.enforce import memcg_bpf
 from agentcg.cgroup import reap
-from agentcg.testing.workloads import touch_timed
-from agentcg.memcg_bpf import BPF_F_ALLOW_OVERRIDE, BPF_F_CGROUP_FD, LoaderError, cgroup_id
+from agentcg.harness.memhog import touch_timed
+from agentcg.enforce.memcg_bpf import BPF_F_ALLOW_OVERRIDE, BPF_F_CGROUP_FD, LoaderError, cgroup_id
 
 MIB = 1 << 20
 pytestmark = pytest.mark.requires("memcg_bpf_ops")
@@ -258,9 +259,9 @@ def squeeze(cg, protect=None, pins=None):
         att = attach_probe(parent, pins, f"protect-{protect}")
         att.set_test_config(protect_cgid=cgroup_id(kept.path), protect_low=protect == "low",
                             protect_min=protect == "min")
-    holder = kept.spawn([sys.executable, "-m", "agentcg.memhog", "40", "--hold"], stdout=subprocess.PIPE)
+    holder = kept.spawn([sys.executable, "-m", "agentcg.harness.memhog", "40", "--hold"], stdout=subprocess.PIPE)
     assert holder.stdout.readline().strip() == b"ready"
-    push = pusher.spawn([sys.executable, "-m", "agentcg.memhog", "64"], stdout=subprocess.DEVNULL)
+    push = pusher.spawn([sys.executable, "-m", "agentcg.harness.memhog", "64"], stdout=subprocess.DEVNULL)
     assert reap(push, timeout=180) == 0
     kept_bytes = kept.read_int("memory.current")
     parent.destroy()
@@ -290,7 +291,7 @@ def dying_memcgs():
 # BPF ids and kernel splats).
 def test_attach_detach_cycles_leak_nothing(cg):
     cg.enable("memory")
-    load = cg.child("load").spawn([sys.executable, "-m", "agentcg.memhog", "32", "--hold"], stdout=subprocess.PIPE)
+    load = cg.child("load").spawn([sys.executable, "-m", "agentcg.harness.memhog", "32", "--hold"], stdout=subprocess.PIPE)
     target = cg.child("target")
     assert memcg_bpf.attach_cycle(memcg_bpf.obj("memcg_test"), target.path, 1000) == 1000
     load.kill()
@@ -300,7 +301,7 @@ def test_attach_detach_cycles_leak_nothing(cg):
 # memcgs go away.
 def test_cgroup_remove_with_attached_link_cycles(cg):
     cg.enable("memory")
-    load = cg.child("load").spawn([sys.executable, "-m", "agentcg.memhog", "32", "--hold"], stdout=subprocess.PIPE)
+    load = cg.child("load").spawn([sys.executable, "-m", "agentcg.harness.memhog", "32", "--hold"], stdout=subprocess.PIPE)
     parent = cg.child("churn")
     parent.enable("memory")
     before = dying_memcgs()

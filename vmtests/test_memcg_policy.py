@@ -1,11 +1,11 @@
 """AgentCgroup's in-kernel memory policy (bpf/memcg_policy.bpf.c) on a kernel with memcg_bpf_ops."""
 import pytest
 
-from agentcg import memcg_bpf
-from agentcg.memcg_bpf import (POLICY_AGENT, PRIO_HIGH, PRIO_LOW, PROTECT_LOW, Policy, cgroup_id, drain_events,
+from agentcg.enforce import memcg_bpf
+from agentcg.enforce.memcg_bpf import (POLICY_AGENT, PRIO_HIGH, PRIO_LOW, PROTECT_LOW, Policy, cgroup_id, drain_events,
                                get_policy, set_policy)
 
-from agentcg.testing.workloads import touch_timed
+from agentcg.harness.memhog import touch_timed
 
 pytestmark = pytest.mark.requires("memcg_bpf_ops")
 

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from agentcg import replay
-from agentcg.testing.workloads import keep_replay, scenario_or_skip
+from agentcg.workloads import replay
+from agentcg.workloads.testkit import keep_replay, scenario_or_skip
 
 
 def _at_share(scenario, share):

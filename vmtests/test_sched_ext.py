@@ -1,4 +1,4 @@
-"""agentcg's sched_ext scheduler (bpf/scx_agent.bpf.c, driven by agentcg.sched) on a kernel with sched_ext.
+"""agentcg's sched_ext scheduler (bpf/scx_agent.bpf.c, driven by agentcg.enforce.sched) on a kernel with sched_ext.
 
 Each test checks one promise: the scheduler attaches and detaches cleanly, short tool calls under CPU-bound bulk
 neighbours complete faster than with the default scheduler while the bulk work keeps running, an error in the
@@ -16,10 +16,10 @@ import time
 
 import pytest
 
-from agentcg import sched
-from agentcg.memcg_bpf import bpf_dir
+from agentcg.enforce import sched
+from agentcg.enforce.memcg_bpf import bpf_dir
 from agentcg.cgroup import parse_keyed, reap
-from agentcg.sched import BULK, LATENCY, SchedError, SchedExt
+from agentcg.enforce.sched import BULK, LATENCY, SchedError, SchedExt
 
 pytestmark = pytest.mark.requires("sched_ext")
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The ABI between bpf/memcg_policy.bpf.c and user space: the `policies` map's value, the `events` ring
- * buffer's record and their constants. agentcg.memcg_bpf reads its layouts and constants from this file
+ * buffer's record and their constants. agentcg.enforce.memcg_bpf reads its layouts and constants from this file
  * (agentcg.bpf_abi), so this is the one place they are written.
  */
 #ifndef AGENTCG_MEMCG_POLICY_H

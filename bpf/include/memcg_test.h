@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The ABI between bpf/tests/memcg_test.bpf.c (the memcg_bpf_ops conformance probe) and the tests that drive
- * it through agentcg.memcg_bpf: the `test_config` map's value and the `counters` map's indexes.
+ * it through agentcg.enforce.memcg_bpf: the `test_config` map's value and the `counters` map's indexes.
  */
 #ifndef AGENTCG_MEMCG_TEST_H
 #define AGENTCG_MEMCG_TEST_H

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The ABI between bpf/scx_agent.bpf.c and bpf/loader/scx_loader.c (and, for the classes, agentcg.sched): the
+ * The ABI between bpf/scx_agent.bpf.c and bpf/loader/scx_loader.c (and, for the classes, agentcg.enforce.sched): the
  * `cgroup_class` map's value, the exit record the loader reads from .bss, and the `stats` counters.
  */
 #ifndef AGENTCG_SCX_AGENT_H

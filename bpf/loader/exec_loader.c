@@ -10,7 +10,7 @@
  * and reads line commands on stdin:
  *   watch PATH / unwatch PATH     add or remove a cgroup      (a bad path: {"error": "..."})
  * stdin EOF, SIGTERM and SIGINT detach and exit 0. The protocol is the BCC tracer's (agentcg/exec_tracer.py),
- * so agentcg.tracing drives either. A failure to open, load or attach prints one line with "ok": false,
+ * so agentcg.enforce.tracing drives either. A failure to open, load or attach prints one line with "ok": false,
  * "stage", "errno" and "error" and exits 1 with nothing attached.
  */
 #include <errno.h>

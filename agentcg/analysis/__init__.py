@@ -1,0 +1,1 @@
+"""Analysis of agent traces: the paper's characterization metrics. Not part of the product."""

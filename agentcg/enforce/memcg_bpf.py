@@ -1,0 +1,219 @@
+"""Drive memcg_bpf_ops policies from Python through the C loader (bpf/loader/memcg_loader.c).
+
+BPF objects and the loader are built per kernel against that kernel's own vmlinux.h and libbpf (see
+agentcg.harness.kbuild.build_bpf_toolchain and bpf/Makefile): a kernel's `<cache>/tools` directory yields `<cache>/bpf`.
+Attachments are pinned in bpffs, so the loader exits after each command and Python keeps only a pin path.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import struct
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from agentcg import bpf_abi
+from agentcg.paths import REPO_ROOT
+
+BPF_F_ALLOW_OVERRIDE = 1 << 0
+BPF_F_CGROUP_FD = 1 << 7
+BPFFS = Path("/sys/fs/bpf")
+
+# Names of bpf/tests/memcg_test.bpf.c's counters, in index order (its C_* enum in bpf/include/memcg_test.h).
+_TEST = bpf_abi.constants("memcg_test.h")
+TEST_COUNTERS = tuple(k[2:].lower() for k, _ in sorted(_TEST.items(), key=lambda kv: kv[1])
+                      if k.startswith("C_"))
+_TEST_CONFIG = bpf_abi.layout("memcg_test.h", "memcg_test_config")
+
+
+class LoaderError(Exception):
+    def __init__(self, stage: str, errno: int, message: str):
+        super().__init__(f"{stage}: {message}")
+        self.stage, self.errno = stage, errno
+
+
+def build_objects(tools_dir: Path) -> Path:
+    """Build bpf/ against a kernel's toolchain directory; returns the directory holding objects and loader.
+    One build at a time per kernel (make test boots several VMs of one kernel at once)."""
+    with open(tools_dir.parent / ".bpf-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run(["make", "-s", "-C", str(REPO_ROOT / "bpf"), f"TOOLS={tools_dir}"],
+                              capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise LoaderError("build", 0, proc.stderr.strip()[-2000:])
+    return tools_dir.parent / "bpf"
+
+
+def objects_for(image: Path) -> Path | None:
+    """Kernels we build carry their own toolchain next to the image: build bpf/ against it (None: a kernel
+    without one, e.g. Debian's)."""
+    tools = Path(image).parent / "tools"
+    if not (tools / "vmlinux.h").is_file():
+        return None
+    return build_objects(tools)
+
+
+def bpf_dir() -> Path:
+    """In the guest: where the host built this kernel's objects (AGENTCG_BPF_DIR)."""
+    value = os.environ.get("AGENTCG_BPF_DIR")
+    if not value:
+        raise LoaderError("setup", 0, "AGENTCG_BPF_DIR is not set: the kernel under test has no built BPF objects")
+    return Path(value)
+
+
+def _loader(*args: str, timeout: float = 600) -> dict:
+    proc = subprocess.run([str(bpf_dir() / "memcg_loader"), *args], capture_output=True, text=True,
+                          timeout=timeout)
+    try:
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise LoaderError("loader", 0, f"no JSON from loader (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    if not result.get("ok"):
+        raise LoaderError(result.get("stage", "?"), result.get("errno", 0),
+                          f"{result.get('error', '?')}\n{proc.stderr[-3000:]}")
+    return result
+
+
+def ensure_bpffs() -> None:
+    """Pins need bpffs at /sys/fs/bpf; systemd mounts it, a bare VM or container may not have."""
+    if os.path.ismount(BPFFS):
+        return
+    proc = subprocess.run(["mount", "-t", "bpf", "bpf", str(BPFFS)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise LoaderError("setup", 0, f"bpffs is not mounted at {BPFFS} and mounting it failed: "
+                                      f"{proc.stderr.strip()}")
+
+
+def obj(name: str) -> Path:
+    return bpf_dir() / f"{name}.bpf.o"
+
+
+@dataclass
+class Attachment:
+    pin: Path
+    link_id: int
+    map_id: int
+    cgroup_id: int
+
+    def info(self) -> dict:
+        return _loader("info", "--pin", str(self.pin))
+
+    def wait_hup(self, timeout_ms: int) -> bool:
+        return _loader("wait-hup", "--pin", str(self.pin), "--timeout-ms", str(timeout_ms))["hup"]
+
+    def detach(self) -> None:
+        _loader("detach", "--pin", str(self.pin))
+
+    def release(self) -> None:
+        """Detach now, then drop the pins (closing the last fd alone may release the link a little later)."""
+        self.detach()
+        self.unpin()
+
+    def unpin(self) -> None:
+        """Drop the pins; the link is released (and detached) with its last reference."""
+        _loader("unpin", "--pin", str(self.pin))
+
+    def counters(self, names: tuple[str, ...] = TEST_COUNTERS) -> dict[str, int]:
+        values = _loader("map-dump", "--pin", str(self.pin), "--map", "counters")["values"]
+        return dict(zip(names, values))
+
+    def update(self, map_name: str, key: bytes, value: bytes) -> None:
+        _loader("map-update", "--pin", str(self.pin), "--map", map_name, "--key-hex", key.hex(),
+                "--value-hex", value.hex())
+
+    def set_test_config(self, delay_cgid: int = 0, delay_ms: int = 0, protect_cgid: int = 0,
+                        protect_low: bool = False, protect_min: bool = False, watch_cgid: int = 0) -> None:
+        """Fill memcg_test.bpf.c's config map (struct memcg_test_config)."""
+        value = _TEST_CONFIG.pack(delay_cgid=delay_cgid, delay_ms=delay_ms, protect_low=int(protect_low),
+                                  protect_cgid=protect_cgid, protect_min=int(protect_min), watch_cgid=watch_cgid)
+        self.update("test_config", struct.pack("<I", 0), value)
+
+
+def attach(obj_path: Path, cgroup: Path | None, pin: Path, override: bool = False, flags: int | None = None,
+           sets: dict[str, int] | None = None) -> Attachment:
+    """Load obj_path and attach its struct_ops map to `cgroup` (None: a link without a cgroup)."""
+    args = ["attach", str(obj_path), "--pin", str(pin)]
+    args += ["--cgroup", str(cgroup)] if cgroup is not None else ["--no-cgroup"]
+    if override:
+        args.append("--override")
+    if flags is not None:
+        args += ["--flags", str(flags)]
+    for name, value in (sets or {}).items():
+        args += ["--set", f"{name}={value}"]
+    r = _loader(*args)
+    return Attachment(pin, r["link_id"], r["map_id"], r["cgroup_id"])
+
+
+def attach_cycle(obj_path: Path, cgroup: Path, count: int) -> int:
+    return _loader("attach-cycle", str(obj_path), "--cgroup", str(cgroup), "--count", str(count))["cycles"]
+
+
+def remove_cycle(obj_path: Path, parent: Path, count: int) -> dict:
+    return _loader("remove-cycle", str(obj_path), "--cgroup", str(parent), "--count", str(count))
+
+
+def cgroup_id(path: Path) -> int:
+    """A cgroup's id is its kernfs node id: the inode number of its directory in cgroup2."""
+    return os.stat(path).st_ino
+
+
+# ---- bpf/memcg_policy.bpf.c: AgentCgroup's policy (its ABI: bpf/include/memcg_policy.h) ---------------------
+
+_ABI = bpf_abi.constants("memcg_policy.h")
+PRIO_LOW, PRIO_NORMAL, PRIO_HIGH = _ABI["PRIO_LOW"], _ABI["PRIO_NORMAL"], _ABI["PRIO_HIGH"]
+POLICY_AGENT, PROTECT_LOW, PROTECT_MIN = _ABI["POLICY_AGENT"], _ABI["PROTECT_LOW"], _ABI["PROTECT_MIN"]
+_POLICY = bpf_abi.layout("memcg_policy.h", "policy")
+_EVENT = bpf_abi.layout("memcg_policy.h", "event")
+
+
+@dataclass
+class Policy:
+    priority: int = PRIO_NORMAL
+    tool_class: int = 0
+    budget_pages: int = 0
+    flags: int = 0
+    reserve_pages: int = 0  # 0: delay whenever over budget; else only while headroom is below it
+    last_event_ns: int = 0
+    throttled: int = 0
+    delay_ms_total: int = 0
+
+    # struct policy's field `class` is a Python keyword: it is tool_class here; every other name is the header's
+    def pack(self) -> bytes:
+        fields = {k: v for k, v in asdict(self).items() if k != "tool_class"}
+        return _POLICY.pack(**fields, **{"class": self.tool_class})
+
+    @classmethod
+    def unpack(cls, data: bytes) -> "Policy":
+        fields = _POLICY.unpack(data)
+        return cls(tool_class=fields.pop("class"), **fields)
+
+
+@dataclass
+class ThrottleEvent:
+    cgid: int
+    usage_pages: int
+    budget_pages: int
+    delay_ms: int
+    priority: int
+    ts_ns: int
+    headroom_pages: int
+
+
+def set_policy(att: Attachment, cgid: int, policy: Policy) -> None:
+    att.update("policies", struct.pack("<Q", cgid), policy.pack())
+
+
+def get_policy(att: Attachment, cgid: int) -> Policy:
+    r = _loader("map-lookup", "--pin", str(att.pin), "--map", "policies", "--key-hex", struct.pack("<Q", cgid).hex())
+    return Policy.unpack(bytes.fromhex(r["value_hex"]))
+
+
+def parse_event(record: bytes) -> ThrottleEvent:
+    return ThrottleEvent(**_EVENT.unpack(record))
+
+
+def drain_events(att: Attachment, timeout_ms: int = 0) -> list[ThrottleEvent]:
+    r = _loader("ringbuf-drain", "--pin", str(att.pin), "--map", "events", "--timeout-ms", str(timeout_ms))
+    return [parse_event(bytes.fromhex(h)) for h in r["records"]]

@@ -1,0 +1,104 @@
+"""The `agentcg` replay policy: the user-space controller itself, run against the replayer's agents.
+
+The replayer builds the same tree agentcg manages (<parent>/<agent>/{agent, tools/call-N}), so each replayed agent
+is an agentcg workload and each replayed tool call a tool call. This policy protects every agent leaf
+(memory.min at the agent's scaled average, oom_score_adj -1000 for its processes) and runs agentcg.controller in a
+thread with budgets and reserve scaled like the replay's memory. `agentcg-kernel` is the same controller with the
+in-kernel policy attached to the replay's parent (agentcg.enforce.inkernel): it needs memcg_bpf_ops.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from agentcg import ladder
+from agentcg.budgets import Budgets, load_config
+from agentcg.controller import Controller, EventLog
+from agentcg.classify import CATEGORIES
+from agentcg.layout import AGENT_OOM_SCORE_ADJ, Layout, ToolCallMeta
+from agentcg.workloads.replay import AgentCgroups, Policy, ReplayError
+
+
+class AgentcgPolicy(Policy):
+    name = "agentcg"
+
+    def __init__(self, mem_scale: float = 0.05, interval: float = 0.05, inkernel: bool = False):
+        super().__init__()
+        self.mem_scale, self.interval, self.use_kernel = mem_scale, interval, inkernel
+        if inkernel:
+            self.name = "agentcg-kernel"
+        self.inkernel = None
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.ctl: Controller | None = None
+        self._state = tempfile.TemporaryDirectory(prefix="agentcg-replay-")
+
+    def setup(self, agents: list[AgentCgroups]) -> None:
+        parent = agents[0].top.path.parent
+        limit = int(parent.joinpath("memory.max").read_text().strip()) \
+            if parent.joinpath("memory.max").read_text().strip() != "max" else None
+        state = Path(self._state.name)
+        for a in agents:
+            (state / a.name).mkdir(exist_ok=True)  # the workload's priority, as `agentcg workload create` keeps it
+            (state / a.name / "workload.json").write_text(json.dumps({"priority": a.spec.priority}))
+            a.agent.write("memory.min", a.average)
+            for pid in a.agent.procs():
+                Path(f"/proc/{pid}/oom_score_adj").write_text(str(AGENT_OOM_SCORE_ADJ))
+            self.log(a.name, "protect", "agent leaf: memory.min at its average, oom_score_adj -1000",
+                     bytes=a.average)
+        cfg = load_config()
+        scaled = replace(cfg, default_mib=cfg.default_mib * self.mem_scale,
+                         classes={k: v * self.mem_scale for k, v in cfg.classes.items()},
+                         min_mib=cfg.min_mib * self.mem_scale, max_mib=cfg.max_mib * self.mem_scale)
+        reserve = int(0.05 * limit) if limit else int(64 * (1 << 20) * self.mem_scale)
+        lad = ladder.LadderConfig(reserve_bytes=reserve)
+        if self.use_kernel:
+            from agentcg.enforce.inkernel import InKernelError, InKernelPolicy, why_not
+            reason = why_not()
+            if reason:
+                raise ReplayError(f"policy agentcg-kernel: {reason}")
+            try:
+                self.inkernel = InKernelPolicy(parent, reserve).open()
+            except InKernelError as e:
+                raise ReplayError(f"policy agentcg-kernel: {e}") from e
+            self.log("*", "attach", f"in-kernel policy on {parent} (reserve {reserve} bytes)")
+        layout, budgets = Layout(parent, state), Budgets(scaled)
+        for a in agents:
+            describe_calls(layout, a)
+        self.ctl = Controller(layout, budgets, lad, EventLog(state / "events.jsonl"),
+                              interval=self.interval, inkernel=self.inkernel)
+        self.thread = threading.Thread(target=self.ctl.run, args=(self.stop,), daemon=True)
+        self.thread.start()
+
+    def teardown(self) -> None:
+        self.stop.set()
+        if self.thread:
+            self.thread.join(timeout=5)
+        if self.ctl:
+            path = self.ctl.log.path
+            logged = [json.loads(line) for line in path.read_text().splitlines()] if path and path.exists() else []
+            for e in logged:
+                if e.get("event") == "decision":
+                    self.log(e["workload"], e["action"], e["reason"], call=e["call"], usage=e["usage"])
+                elif e.get("event") == "controller_error":
+                    self.log("*", "controller-error", e["error"])
+                elif e.get("event") == "kernel_throttle":
+                    self.log(e["workload"] or "?", "kernel-delay", f"{e['delay_ms']} ms on the charge path",
+                             call=e["call"], usage=e["usage"])
+        if self.inkernel:
+            self.inkernel.close()
+        self._state.cleanup()
+
+
+def describe_calls(layout: Layout, agent: AgentCgroups) -> None:
+    """What `agentcg exec` records for a call, written ahead for each planned call-N: its category (from the
+    trace's command); budget 0 lets the controller give it its class's budget when the call starts (learned
+    from the peaks seen so far), as `agentcg exec` would."""
+    for c in agent.calls:
+        cls = c.category if c.category in CATEGORIES else "other"
+        layout.save_meta(ToolCallMeta(agent.name, f"call-{c.n}", c.tool, cls, 0,
+                                      time.time(), launcher="replay"))

@@ -1,0 +1,364 @@
+"""`agentcg bench`: the evaluation on one kernel, as a comparison table, JSON and figures.
+
+    agentcg bench [--kernel agentcg-6.12]      run the evaluation vmtests (vmtests/test_evaluation.py, the sched_ext
+                                               ones) and the budget sweep in the guest, then report
+    agentcg bench --no-run                     report what results/<kernel>/ holds from the last run
+    agentcg bench sweep SCENARIO               (in a guest) the budget sweep alone, JSON on stdout
+
+Every figure comes from one run: the vmtests record their measurements (results/<kernel>/guest/measurements/), the
+sweep writes results/<kernel>/bench/sweep.json; the report is results/<kernel>/bench/bench.json plus PNG figures.
+Numbers are ratios between policies measured in the same run (guests run under TCG emulation here).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from agentcg.paths import REPO_ROOT
+
+# The evaluation vmtests: the comparisons `make test` leaves out (marker `evaluation`) and the scheduler's
+# measurements, which the report reads.
+EVALUATION_TESTS = "evaluation or test_sched_ext"
+SWEEP_POLICIES = ("none", "static-avg", "static-peak", "oomd", "earlyoom", "agentcg", "agentcg-kernel")
+SWEEP_SHARES = (0.7, 0.8, 0.9, 1.0, 1.1)
+DENSITY_POLICIES = ("none", "oomd", "agentcg", "agentcg-kernel")
+DENSITY_MEMORY_GIB = 3.0  # trace memory (scaled with mem_scale like everything else)
+
+
+def results_dir(kernel_slug: str) -> Path:
+    return REPO_ROOT / "results" / kernel_slug
+
+
+# ---- the budget sweep (in a guest) ------------------------------------------------------------------------
+
+def sweep(scenario_name: str, policies: tuple[str, ...], shares: tuple[float, ...], speed: float,
+          mem_scale: float) -> dict:
+    """Replay the scenario under each policy at parent budgets of `shares` x the summed peaks; per policy the
+    smallest share at which every agent survived (None: none did)."""
+    from agentcg.workloads import replay
+    from agentcg.cgroup import ROOT, Cgroup
+    scenario = replay.load_scenario(replay.SCENARIO_DIR / f"{scenario_name}.yaml")
+    total_peak = sum(scenario.peaks(1.0))
+    Cgroup(ROOT).enable("memory")
+    parent = Cgroup(ROOT).child(f"agentcg-bench-{scenario_name}")
+    runs = []
+    try:
+        for share in shares:
+            at = replace(scenario, budget_fixed_bytes=None, budget_trace_bytes=int(total_peak * share))
+            for policy in policies:
+                try:
+                    result = replay.run_scenario(at, parent, policy, speed=speed, mem_scale=mem_scale)
+                except replay.ReplayError as e:  # e.g. agentcg-kernel on a kernel without memcg_bpf_ops
+                    runs.append({"share": share, "policy": policy, "error": str(e)})
+                    continue
+                runs.append({"share": share, "policy": policy, **outcome(result)})
+                print(f"sweep: {policy} at {share:.0%}: {runs[-1]['survived']}/{runs[-1]['agents']} survived, "
+                      f"{runs[-1]['tool_calls_killed']} tool calls killed", file=sys.stderr, flush=True)
+    finally:
+        parent.destroy()
+    return {"scenario": scenario_name, "shares": list(shares), "runs": runs,
+            "smallest_share_all_survive": {p: smallest_share(runs, p) for p in policies}}
+
+
+def outcome(result) -> dict:
+    """What a run cost: agents alive, and tool calls killed on the way (by anyone)."""
+    return {"survived": sum(a.survived for a in result.agents), "agents": len(result.agents),
+            "tool_calls_killed": result.tool_calls_killed}
+
+
+# ---- density (in a guest) ----------------------------------------------------------------------------------
+
+def peak_provisioned(peaks: list[int], memory: int) -> int:
+    """How many agents of the pool, in order, peak provisioning admits: while their summed peaks fit."""
+    total, n = 0, 0
+    for p in peaks:
+        if total + p > memory:
+            break
+        total, n = total + p, n + 1
+    return n
+
+
+def densest(tried: dict[int, bool]) -> int:
+    """The largest agent count that held, below the smallest one that did not (counts are tried in any order)."""
+    failed = [n for n, ok in tried.items() if not ok]
+    limit = min(failed) if failed else float("inf")
+    held = [n for n, ok in tried.items() if ok and n < limit]
+    return max(held, default=0)
+
+
+def next_count(tried: dict[int, bool], start: int, pool: int) -> int | None:
+    """Galloping search: double from `start` while every count holds, then bisect between the densest count
+    that held and the smallest that failed; None when the answer is known."""
+    if start not in tried:
+        return start
+    best = densest(tried)
+    failed = [n for n, ok in tried.items() if not ok]
+    if not failed:
+        nxt = min(pool, max(best * 2, best + 1))
+        return None if nxt in tried else nxt
+    nxt = (best + min(failed)) // 2
+    return None if nxt <= best or nxt in tried else nxt
+
+
+def density(pool_name: str, policies: tuple[str, ...], memory_bytes: int, speed: float,
+            mem_scale: float) -> dict:
+    """How many agents of the pool run at once in memory_bytes (trace bytes, parent memory.max) with no agent
+    killed, per policy, against what peak provisioning admits."""
+    from agentcg.workloads import replay
+    from agentcg.cgroup import ROOT, Cgroup
+    pool = replay.load_scenario(replay.SCENARIO_DIR / f"{pool_name}.yaml")
+    n_peak = peak_provisioned(pool.peaks(1.0), memory_bytes)
+    Cgroup(ROOT).enable("memory")
+    parent = Cgroup(ROOT).child(f"agentcg-bench-{pool_name}")
+    runs, densest_n = [], {}
+    try:
+        for policy in policies:
+            tried: dict[int, bool] = {}
+            while (n := next_count(tried, max(1, n_peak), len(pool.agents))) is not None:
+                at = replace(pool, agents=pool.agents[:n], budget_fixed_bytes=None, budget_trace_bytes=memory_bytes)
+                try:
+                    result = replay.run_scenario(at, parent, policy, speed=speed, mem_scale=mem_scale)
+                except replay.ReplayError as e:
+                    runs.append({"n": n, "policy": policy, "error": str(e)})
+                    break
+                runs.append({"n": n, "policy": policy, **outcome(result)})
+                tried[n] = runs[-1]["survived"] == n
+                print(f"density: {policy} with {n} agents: {runs[-1]['survived']}/{n} survived, "
+                      f"{runs[-1]['tool_calls_killed']} tool calls killed", file=sys.stderr, flush=True)
+            densest_n[policy] = densest(tried) if tried else None
+    finally:
+        parent.destroy()
+    return {"pool": pool_name, "memory_bytes": memory_bytes, "pool_size": len(pool.agents),
+            "peak_provisioning": n_peak, "pool_exhausted": [p for p, n in densest_n.items() if n == len(pool.agents)], "runs": runs, "densest_zero_agent_kills": densest_n,
+            "vs_peak_provisioning": {p: (round(n / n_peak, 2) if n is not None and n_peak else None)
+                                     for p, n in densest_n.items()}}
+
+
+def smallest_share(runs: list[dict], policy: str) -> float | None:
+    """The smallest budget share from which every agent survived at that share and every larger one (a lucky
+    survival below a failing share does not count)."""
+    mine = sorted((r["share"], r.get("survived") == r.get("agents") and "error" not in r)
+                  for r in runs if r["policy"] == policy)
+    best = None
+    for share, ok in reversed(mine):
+        if not ok:
+            break
+        best = share
+    return best
+
+
+# ---- the report ---------------------------------------------------------------------------------------------
+
+def collect(kernel_slug: str) -> dict:
+    out = results_dir(kernel_slug)
+    found = {}
+    for path in sorted((out / "guest" / "measurements").glob("*.json")):
+        found[path.stem] = json.loads(path.read_text())
+    for name, key in (("sweep.json", "budget_sweep"), ("density.json", "density")):
+        path = out / "bench" / name
+        if path.exists():
+            found[key] = json.loads(path.read_text())
+    return found
+
+
+def rows(m: dict) -> list[tuple[str, str, str, str]]:
+    """(what, user-space agentcg, in-kernel agentcg / sched_ext, baseline) lines of the comparison table."""
+    def f(x, fmt="{:.3g}"):
+        return "-" if x is None else fmt.format(x)
+    out = []
+    tight = m.get("tight_policies")
+    if tight:
+        u, k = tight.get("agentcg", {}), tight.get("agentcg-kernel", {})
+        others = [p for p in ("static-avg", "oomd", "earlyoom") if p in tight]
+        out.append(("tight: agents surviving", f"{u.get('survived')}/{u.get('agents')}",
+                    f"{k.get('survived')}/{k.get('agents')}",
+                    ", ".join(f"{p} {tight[p].get('survived')}/{tight[p].get('agents')}" for p in others)))
+        out.append(("tight: tool calls killed", f(u.get("tool_calls_killed"), "{}"),
+                    f(k.get("tool_calls_killed"), "{}"),
+                    ", ".join(f"{p} {f(tight[p].get('tool_calls_killed'), '{}')}" for p in others)))
+        out.append(("tight: throttles / kernel delays", f"{u.get('throttles')}", f"{k.get('throttles')} / "
+                    f"{k.get('kernel_delays')}", "-"))
+        out.append(("tight: high-prio completion vs alone", f(u.get("high_overhead"), "{:.2f}x"),
+                    f(k.get("high_overhead"), "{:.2f}x"), f"alone {f(tight.get('alone_s'))} s"))
+    moderate = m.get("moderate_policies")
+    if moderate:
+        u, k, n = moderate.get("agentcg", {}), moderate.get("agentcg-kernel", {}), moderate.get("none", {})
+        out.append(("moderate: high-prio alloc P50 vs none", f(u.get("p50_vs_none"), "{:.2f}x"),
+                    f(k.get("p50_vs_none"), "{:.2f}x"), f"none {f(n.get('high_p50_ms'))} ms"))
+        out.append(("moderate: high-prio alloc P95 vs none", f(u.get("p95_vs_none"), "{:.2f}x"),
+                    f(k.get("p95_vs_none"), "{:.2f}x"), f"none {f(n.get('high_p95_ms'))} ms"))
+    reaction = m.get("reaction_kernel_vs_user")
+    if reaction:
+        out.append(("reaction P50 (burst -> enforcement)", f(reaction["user_p50_s"] * 1e3, "{:.1f} ms"),
+                    f(reaction["kernel_p50_s"] * 1e3, "{:.1f} ms"), "-"))
+        out.append(("reaction P99", f(reaction["user_p99_s"] * 1e3, "{:.1f} ms"),
+                    f(reaction["kernel_p99_s"] * 1e3, "{:.1f} ms"), "-"))
+    sweep_m = m.get("budget_sweep")
+    if sweep_m:
+        sm = sweep_m["smallest_share_all_survive"]
+        others = [p for p in sm if p not in ("agentcg", "agentcg-kernel")]
+        out.append(("sweep: smallest budget, all agents survive", f(sm.get("agentcg"), "{:.0%}"),
+                    f(sm.get("agentcg-kernel"), "{:.0%}"),
+                    ", ".join(f"{p} {f(sm.get(p), '{:.0%}')}" for p in others)))
+        low = min(sweep_m["shares"])
+        killed = {r["policy"]: r.get("tool_calls_killed") for r in sweep_m["runs"] if r["share"] == low}
+        out.append((f"sweep at {low:.0%}: tool calls killed", f(killed.get("agentcg"), "{}"),
+                    f(killed.get("agentcg-kernel"), "{}"),
+                    ", ".join(f"{p} {f(killed.get(p), '{}')}" for p in others if p in killed)))
+    dens = m.get("density")
+    if dens:
+        dn = dens["densest_zero_agent_kills"]
+        more = lambda p: "+" if p in dens.get("pool_exhausted", []) else ""  # noqa: E731 - the pool ran out
+        out.append((f"density: agents in {dens['memory_bytes'] / 2**30:.0f} GiB, no agent killed",
+                    f(dn.get("agentcg"), "{}") + more("agentcg"), f(dn.get("agentcg-kernel"), "{}") +
+                    more("agentcg-kernel"),
+                    f"peak provisioning {dens['peak_provisioning']}, " +
+                    ", ".join(f"{p} {f(dn.get(p), '{}')}{more(p)}" for p in dn
+                              if p not in ("agentcg", "agentcg-kernel"))))
+    cpu = m.get("sched_latency")
+    if cpu:
+        out.append(("CPU: short call slowdown vs alone", f(cpu["default_slowdown"], "{:.2f}x (cpu.weight)"),
+                    f(cpu["agentcg_slowdown"], "{:.2f}x (sched_ext)"), "-"))
+        out.append(("CPU: bulk share of the machine", f(cpu["default_bulk_cpu_share"], "{:.2f}"),
+                    f(cpu["agentcg_bulk_cpu_share"], "{:.2f}"), "-"))
+    return out
+
+
+def figures(m: dict, out: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    made = []
+
+    def bar(name, title, labels, values, ylabel):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.bar(labels, [v or 0 for v in values], color="#4a78b5")
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+        fig.tight_layout()
+        path = out / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+
+    tight = m.get("tight_policies")
+    if tight:
+        pols = [p for p in ("static-avg", "oomd", "earlyoom", "agentcg", "agentcg-kernel") if p in tight]
+        bar("tight_survival", "tight: agents surviving", pols, [tight[p]["survived"] for p in pols], "agents")
+    reaction = m.get("reaction_kernel_vs_user")
+    if reaction:
+        bar("reaction", "burst -> first enforcement (P50)", ["user space", "in kernel"],
+            [reaction["user_p50_s"] * 1e3, reaction["kernel_p50_s"] * 1e3], "ms")
+    cpu = m.get("sched_latency")
+    if cpu:
+        bar("cpu_short_calls", "short tool call slowdown under bulk load", ["default", "agentcg sched_ext"],
+            [cpu["default_slowdown"], cpu["agentcg_slowdown"]], "x alone")
+    sweep_m = m.get("budget_sweep")
+    if sweep_m:
+        sm = sweep_m["smallest_share_all_survive"]
+        pols = list(sm)
+        bar("budget_sweep", "smallest budget where every agent survives", pols,
+            [(sm[p] or 0) * 100 for p in pols], "% of summed peaks (0: never)")
+    dens = m.get("density")
+    if dens:
+        dn = dens["densest_zero_agent_kills"]
+        labels = ["peak provisioning"] + list(dn)
+        bar("density", f"agents in {dens['memory_bytes'] / 2**30:.0f} GiB with no agent killed", labels,
+            [dens["peak_provisioning"]] + [dn[p] for p in dn], "agents")
+    return made
+
+
+def report(kernel_slug: str) -> dict:
+    from rich.console import Console
+    from rich.table import Table
+    m = collect(kernel_slug)
+    if not m:
+        raise click.ClickException(f"no measurements in {results_dir(kernel_slug)}: run `agentcg bench` first")
+    out = results_dir(kernel_slug) / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    table = Table(title=f"agentcg evaluation on {kernel_slug} (one run; ratios between policies)")
+    for col in ("measure", "user-space agentcg", "in-kernel agentcg", "baseline"):
+        table.add_column(col)
+    for r in rows(m):
+        table.add_row(*r)
+    Console(width=150).print(table)
+    (out / "bench.json").write_text(json.dumps(m, indent=1))
+    for path in figures(m, out):
+        click.echo(f"figure: {path}")
+    click.echo(f"results: {out / 'bench.json'}")
+    return m
+
+
+@click.group(invoke_without_command=True)
+@click.option("--kernel", default="agentcg-6.12", show_default=True)
+@click.option("--run/--no-run", default=True, help="run the evaluation first (else report the last run)")
+@click.option("--sweep/--no-sweep", "do_sweep", default=True, help="include the budget sweep (~20 min under TCG)")
+@click.option("--density/--no-density", "do_density", default=True,
+              help="include the density benchmark (~15 min under TCG)")
+@click.pass_context
+def bench(ctx, kernel: str, run: bool, do_sweep: bool, do_density: bool):
+    """The evaluation: every policy on the same workloads, one table."""
+    if ctx.invoked_subcommand:
+        return
+    from agentcg.harness import kernels
+    try:
+        k = kernels.resolve(kernel)
+    except kernels.KernelError as e:
+        raise click.ClickException(str(e))
+    if run:
+        code = subprocess.call([sys.executable, "-m", "agentcg", "vmtest", "--kernel", kernel, "--", "-k",
+                                EVALUATION_TESTS], cwd=REPO_ROOT)
+        if code not in (0, 1):
+            raise click.ClickException(f"the evaluation vmtests did not run (exit {code})")
+        out = results_dir(k.slug) / "bench"
+        out.mkdir(parents=True, exist_ok=True)
+        if do_sweep:
+            (out / "sweep.json").write_text(in_guest(kernel, ["sweep", "tight"]))
+        if do_density:
+            (out / "density.json").write_text(in_guest(kernel, ["density"]))
+    report(k.slug)
+
+
+def in_guest(kernel: str, args: list[str]) -> str:
+    """Run `agentcg bench ARGS` in a guest of KERNEL; its JSON output."""
+    proc = subprocess.run([sys.executable, "-m", "agentcg", "vmrun", "--kernel", kernel, "--timeout", "3600", "--", "agentcg", "bench",
+                           *args], cwd=REPO_ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise click.ClickException(f"bench {' '.join(args)} failed: {proc.stderr.strip()[-2000:]}")
+    return proc.stdout[proc.stdout.index("{"):]
+
+
+@bench.command("density")
+@click.option("--pool", default="density", show_default=True, help="scenario whose agents form the pool")
+@click.option("--policy", "policies", multiple=True, default=DENSITY_POLICIES, show_default=True)
+@click.option("--memory-gib", type=float, default=DENSITY_MEMORY_GIB, show_default=True,
+              help="the fixed memory size, in trace GiB (scaled by --mem-scale)")
+@click.option("--speed", type=float, default=50.0, show_default=True)
+@click.option("--mem-scale", type=float, default=0.05, show_default=True)
+def density_cmd(pool, policies, memory_gib, speed, mem_scale):
+    """(In a guest: needs root and cgroup v2.) Agents per fixed memory size, per policy; JSON on stdout."""
+    from agentcg.workloads import replay
+    try:
+        click.echo(json.dumps(density(pool, tuple(policies), int(memory_gib * 2**30), speed, mem_scale), indent=1))
+    except (replay.ReplayError, replay.ScenarioError) as e:
+        raise click.ClickException(str(e))
+
+
+@bench.command("sweep")
+@click.argument("scenario", default="tight")
+@click.option("--policy", "policies", multiple=True, default=SWEEP_POLICIES, show_default=True)
+@click.option("--share", "shares", multiple=True, type=float, default=SWEEP_SHARES, show_default=True)
+@click.option("--speed", type=float, default=50.0, show_default=True)
+@click.option("--mem-scale", type=float, default=0.05, show_default=True)
+def sweep_cmd(scenario, policies, shares, speed, mem_scale):
+    """(In a guest: needs root and cgroup v2.) Budget sweep of SCENARIO; JSON on stdout."""
+    from agentcg.workloads import replay
+    try:
+        click.echo(json.dumps(sweep(scenario, tuple(policies), tuple(shares), speed, mem_scale), indent=1))
+    except (replay.ReplayError, replay.ScenarioError) as e:
+        raise click.ClickException(str(e))

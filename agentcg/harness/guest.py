@@ -1,0 +1,89 @@
+"""pytest plugin for the in-guest side of vmtests (loaded when AGENTCG_GUEST=1).
+
+- `@pytest.mark.requires("feature", ...)`: run, skip or fail by what the kernel has and declares;
+- every test is guarded: kernel splats printed while it ran, and cgroups, processes, BPF objects or pins it
+  left behind, fail it;
+- progress and one JSON record per test go to the shared directory for the host.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from agentcg import features
+from agentcg.harness import splat
+from agentcg.harness import envcheck, results
+
+RWDIR = Path(os.environ["AGENTCG_RWDIR"]) if os.environ.get("AGENTCG_RWDIR") else None
+KERNEL = os.environ.get("AGENTCG_KERNEL", os.uname().release)
+_declared = json.loads(os.environ.get("AGENTCG_DECLARED", "null"))
+DECLARED = set(_declared) if _declared is not None else None
+
+_probe: dict | None = None
+_phases: dict[str, list[dict]] = {}
+_index = 0
+
+
+def kernel_features() -> dict:
+    global _probe
+    if _probe is None:
+        _probe = features.probe()
+    return _probe
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "requires(*features): the kernel features a test needs "
+                                       f"({', '.join(features.KNOWN)})")
+
+
+def pytest_runtest_setup(item):
+    present = kernel_features()["features"]
+    for mark in item.iter_markers("requires"):
+        for feature in mark.args:
+            decision = features.requirement_decision(feature, present, DECLARED, KERNEL)
+            if decision and decision[0] == "skip":
+                pytest.skip(decision[1])
+            if decision:
+                pytest.fail(decision[1], pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _agentcg_guard():
+    """Fails the test on a kernel splat during it, or on anything it left behind."""
+    kmsg = envcheck.KmsgCursor()
+    before = envcheck.snapshot()
+    yield
+    try:
+        problems = []
+        found = splat.scan(kmsg.read_new())
+        if found:
+            problems.append(splat.summary(found))
+        problems += envcheck.settled_leaks(before, own_pid=os.getpid())
+    finally:
+        kmsg.close()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def pytest_runtest_logstart(nodeid, location):
+    global _index
+    _index += 1
+    if RWDIR:
+        (RWDIR / "progress").write_text(f"{_index} {nodeid}\n")
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and isinstance(report.longrepr, tuple):
+        text = report.longrepr[2]
+    else:
+        text = report.longreprtext
+    _phases.setdefault(report.nodeid, []).append(
+        {"when": report.when, "outcome": report.outcome, "text": text, "duration": report.duration})
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    if RWDIR:
+        results.write_record(RWDIR, _index, results.aggregate(nodeid, _phases.pop(nodeid, [])))
