@@ -14,8 +14,9 @@ import yaml
 
 from agentcg import classify
 from agentcg.paths import REPO_ROOT
+from agentcg.stats import percentile
+from agentcg.vocab import MIB
 
-MIB = 1 << 20
 DEFAULT_FILE = REPO_ROOT / "fixtures" / "budgets.yaml"
 
 
@@ -72,9 +73,7 @@ class Budgets:
     def budget_bytes(self, cls: str) -> int:
         peaks = self._peaks.get(cls)
         if peaks:
-            ordered = sorted(peaks)
-            p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
-            mib = p95 / MIB * self.config.headroom
+            mib = percentile(peaks, 95, "nearest-rank") / MIB * self.config.headroom
         else:
             mib = self.config.classes.get(cls, self.config.default_mib)
         mib = min(max(mib, self.config.min_mib), self.config.max_mib)

@@ -26,13 +26,14 @@ from pathlib import Path
 import yaml
 
 from agentcg import ladder, mechanisms
-from agentcg.budgets import DEFAULT_FILE, Budgets, BudgetError, load_config as load_budgets
+from agentcg.budgets import DEFAULT_FILE, BudgetError, Budgets
+from agentcg.budgets import load_config as load_budgets
 from agentcg.cgroup import ROOT as CGROUP_ROOT
 from agentcg.controller import Controller, EventLog
-from agentcg.layout import DEFAULT_ROOT, DEFAULT_STATE, PRIORITIES, Layout, LayoutError, check_name
+from agentcg.layout import DEFAULT_ROOT, DEFAULT_STATE, Layout, LayoutError, check_name
 from agentcg.stopping import Stop
+from agentcg.vocab import MIB, PRIORITIES
 
-MIB = 1 << 20
 KEYS = {"root", "state", "interval_ms", "event_log", "metrics_port", "budgets", "ladder", "workloads",
         "memory_policy", "cpu_scheduler", "exec_tracer", "bpf_dir"}
 CHOICES = {"memory_policy": mechanisms.MEMORY_CHOICES, "cpu_scheduler": mechanisms.CPU_CHOICES,

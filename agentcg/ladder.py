@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MIB = 1 << 20
+from agentcg.vocab import MIB, PRIORITY
+
 STAGES = ("running", "throttled", "frozen", "killed")
 ACTIONS = ("none", "throttle", "release", "freeze", "thaw", "kill")
 
@@ -41,12 +42,11 @@ class LadderConfig:
 
 # Priorities between workloads: a low-priority workload's calls are throttled while more headroom remains (and
 # so first), a high-priority workload's only when headroom is nearly gone.
-RESERVE_BY_PRIORITY = {"low": 2.0, "normal": 1.0, "high": 0.5}
 
 
 def reserve_for(reserve_bytes: int, priority: str) -> int:
     """The headroom below which a workload of this priority has its calls throttled (user space and kernel)."""
-    return int(reserve_bytes * RESERVE_BY_PRIORITY.get(priority, 1.0))
+    return int(reserve_bytes * (PRIORITY[priority].reserve_factor if priority in PRIORITY else 1.0))
 
 
 @dataclass(frozen=True)

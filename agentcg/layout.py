@@ -21,6 +21,7 @@ from pathlib import Path
 
 from agentcg.cgroup import Cgroup, CgroupError
 from agentcg.enforce.sched import CPU_WEIGHT, sched_class
+from agentcg.vocab import PRIORITIES, PRIORITY
 
 DEFAULT_ROOT = Path("/sys/fs/cgroup/agentcg")
 DEFAULT_STATE = Path("/run/agentcg")
@@ -30,7 +31,6 @@ CONTROLLERS = ("memory", "cpu", "pids")
 AGENT_OOM_SCORE_ADJ = -1000
 TOOL_OOM_SCORE_ADJ = 0
 NAME_RX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-PRIORITIES = {"low": 50, "normal": 100, "high": 200}          # cpu.weight of the workload
 
 
 class LayoutError(Exception):
@@ -98,7 +98,7 @@ class Layout:
         wl = root.child(name)
         try:
             wl.enable(*CONTROLLERS)
-            wl.write("cpu.weight", PRIORITIES[priority])
+            wl.write("cpu.weight", PRIORITY[priority].cpu_weight)
             if memory_max:
                 wl.write("memory.max", memory_max)
             agent = wl.child("agent")

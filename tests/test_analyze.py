@@ -5,8 +5,9 @@ import pytest
 from click.testing import CliRunner
 
 from agentcg.analysis import analyze
-from agentcg.workloads import traces
 from agentcg.cli import main
+from agentcg.stats import percentile
+from agentcg.workloads import traces
 from agentcg.workloads.traces import Sample, ToolCall, Trace
 
 MB = 1_000_000
@@ -38,10 +39,18 @@ A = mk([100, 100, 100, 100, 500, 900, 100, 100, 100, 100],
 # --- helpers ------------------------------------------------------------------------------------------------
 
 def test_percentile_linear_between_ranks():
-    assert analyze.percentile([4, 1, 3, 2], 50) == 2.5
-    assert analyze.percentile([1, 2, 3, 4], 95) == pytest.approx(3.85)
-    assert analyze.percentile([5], 95) == 5
-    assert analyze.percentile([], 95) is None
+    assert percentile([4, 1, 3, 2], 50) == 2.5
+    assert percentile([1, 2, 3, 4], 95) == pytest.approx(3.85)
+    assert percentile([5], 95) == 5
+    assert percentile([], 95) is None
+
+
+def test_percentile_nearest_rank_is_an_observed_value():
+    assert percentile([100, 110, 120, 130, 400], 95, "nearest-rank") == 400
+    assert percentile([4, 1, 3, 2], 50, "nearest-rank") == 2
+    assert percentile(range(1, 101), 95, "nearest-rank") == 95
+    with pytest.raises(ValueError):
+        percentile([1], 95, "midpoint")
 
 
 def test_merge_and_tool_time():

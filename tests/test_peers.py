@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from agentcg.eval import peers
-from agentcg.workloads import replay
+from agentcg.eval.registry import make_policy
+from agentcg.workloads.plan import ReplayError
 
 
 def test_oomd_config_is_debians_ruleset_on_the_budget_scaled_to_the_replay():
@@ -46,10 +47,10 @@ def test_oomd_kills_are_attributed_through_the_cgroup_path():
 
 def test_a_missing_peer_binary_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("AGENTCG_PEERS_DIR", str(tmp_path))
-    with pytest.raises(replay.ReplayError, match="oomd is missing"):
+    with pytest.raises(ReplayError, match="oomd is missing"):
         peers._need("oomd")
 
 
 def test_peer_policies_are_known_to_the_replayer():
-    assert replay.make_policy("oomd").name == "oomd"
-    assert replay.make_policy("earlyoom").name == "earlyoom"
+    assert make_policy("oomd").name == "oomd"
+    assert make_policy("earlyoom").name == "earlyoom"

@@ -13,8 +13,23 @@ import pytest
 from click.testing import CliRunner
 
 from agentcg import cgroup
-from agentcg.workloads import replay, synth, traces
-from agentcg.workloads.replay import AgentSpec, ReplayError, ScenarioError, SharedTracesMissing
+from agentcg.cli import replay_cmd
+from agentcg.cli.replay_cmd import replay
+from agentcg.eval.registry import make_policy
+from agentcg.workloads import engine, synth, traces
+from agentcg.workloads.engine import _agent_result, _Run, check_environment, run, worker_plan
+from agentcg.workloads.measure import fidelity, latency_summary, plan_time, timeline
+from agentcg.workloads.plan import Curve, ReplayError, build_plan, retry_members, worker_events
+from agentcg.workloads.policy import AgentCgroups, NoPolicy
+from agentcg.workloads.scenario import (
+    SCENARIO_DIR,
+    AgentSpec,
+    ScenarioError,
+    SharedTracesMissing,
+    agent_name,
+    load_scenario,
+    load_target,
+)
 from agentcg.workloads.traces import Sample, ToolCall, Trace
 
 MB = 1_000_000
@@ -37,7 +52,7 @@ def bash(start, end, command="python -m pytest", category="test"):
 
 def test_a_tool_call_owns_its_burst_and_the_agent_keeps_its_level():
     trace = make_trace([200, 200, 200, 800, 1000, 200, 200], [bash(2.5, 4.6)])
-    plan = replay.build_plan(trace)
+    plan = build_plan(trace)
     (call,) = plan.calls
     assert call.n == 0 and call.start == 2.5
     assert call.end == 5.0, "window runs to the first sample after the call (podman lag)"
@@ -51,7 +66,7 @@ def test_a_tool_call_owns_its_burst_and_the_agent_keeps_its_level():
 
 def test_the_window_does_not_reach_into_the_next_call():
     trace = make_trace([200, 200, 600, 200, 200, 200], [bash(1.5, 2.2), bash(2.4, 2.8, "git diff", "git")])
-    plan = replay.build_plan(trace)
+    plan = build_plan(trace)
     first, second = plan.calls
     assert first.end == 2.2 and second.start == 2.4 and second.end == 3.0
     assert len(plan.groups) == 2
@@ -59,17 +74,17 @@ def test_the_window_does_not_reach_into_the_next_call():
 
 def test_the_window_is_not_stretched_beyond_one_and_a_half_sample_intervals():
     trace = make_trace([200, 200, 200, 200, 200, 200], [bash(1.0, 1.2)], dt=2.0)
-    (call,) = replay.build_plan(trace).calls
+    (call,) = build_plan(trace).calls
     assert call.end == 2.0  # next sample at 2.0 is within 1.5 x 2 s
     trace = make_trace([200] * 20, [bash(1.0, 1.2)], dt=0.1)
-    (call,) = replay.build_plan(trace).calls
+    (call,) = build_plan(trace).calls
     assert call.end == pytest.approx(1.2)
 
 
 def test_overlapping_calls_are_one_group_with_one_memory_owner():
     trace = make_trace([200, 200, 200, 900, 900, 200, 200],
                        [bash(2.0, 4.5), ToolCall(2.5, 2.7, "Read", None, "Read"), bash(3.0, 3.5, "ls", "explore")])
-    plan = replay.build_plan(trace)
+    plan = build_plan(trace)
     assert len(plan.groups) == 1
     owner = max(plan.calls, key=lambda c: c.peak)
     assert owner.n == 0 and owner.peak == 700 * MB
@@ -82,14 +97,14 @@ def test_overlapping_calls_are_one_group_with_one_memory_owner():
 
 def test_delegation_calls_are_the_agents_memory():
     trace = make_trace([200, 200, 1400, 200, 200], [ToolCall(0.5, 3.5, "Task", None, "Task")])
-    plan = replay.build_plan(trace)
+    plan = build_plan(trace)
     assert plan.calls == []
     assert [b for _, b in plan.agent] == [s.mem_bytes for s in trace.samples]
 
 
 def test_calls_outside_the_samples_are_clipped_or_dropped():
     trace = make_trace([200, 200, 200], [bash(-1.0, 0.5), bash(5.0, 6.0)])
-    plan = replay.build_plan(trace)
+    plan = build_plan(trace)
     assert [c.n for c in plan.calls] == [0] and plan.calls[0].start == 0.0
 
 
@@ -97,7 +112,7 @@ def test_retry_loop_memory_is_held_by_the_calls_that_left_it():
     # The same command three times, each leaving +100 MB that never goes away.
     mems = [200, 200, 400, 300, 300, 500, 400, 400, 600, 500, 500, 500]
     calls = [bash(1.5, 3.0), bash(4.5, 6.0), bash(7.5, 9.0)]
-    plan = replay.build_plan(make_trace(mems, calls))
+    plan = build_plan(make_trace(mems, calls))
     holders = [c for c in plan.calls if c.hold]
     assert [c.n for c in holders] == [0, 1, 2]
     assert [c.hold for c in holders] == [100 * MB] * 3
@@ -106,41 +121,41 @@ def test_retry_loop_memory_is_held_by_the_calls_that_left_it():
     assert all(b == 200 * MB for t, b in plan.agent if t >= 3), "the agent keeps its own level"
     for i, m in enumerate(mems):
         assert plan.total_at(float(i)) == m * MB
-    assert replay.retry_members(make_trace(mems, calls)) == {0, 1, 2}
+    assert retry_members(make_trace(mems, calls)) == {0, 1, 2}
 
 
 def test_held_memory_is_released_when_the_trace_drops():
     mems = [200, 200, 400, 300, 300, 500, 400, 400, 600, 500, 500, 210, 210]
     calls = [bash(1.5, 3.0), bash(4.5, 6.0), bash(7.5, 9.0)]
-    plan = replay.build_plan(make_trace(mems, calls))
+    plan = build_plan(make_trace(mems, calls))
     assert [c.release for c in plan.calls] == [11.0, 11.0, 11.0]
     assert plan.total_at(11.0) == 210 * MB
-    events = replay.worker_events(plan)
+    events = worker_events(plan)
     assert {"t": 11.0, "k": "r", "n": [0, 1, 2]} in events
 
 
 def test_single_runs_are_no_retry_loop():
     mems = [200, 200, 400, 300, 300, 500, 400]
     calls = [bash(1.5, 3.0), bash(4.5, 6.0, "python -m pytest -x")]
-    assert all(c.hold == 0 for c in replay.build_plan(make_trace(mems, calls)).calls)
+    assert all(c.hold == 0 for c in build_plan(make_trace(mems, calls)).calls)
 
 
 def test_scaling_divides_time_by_speed_and_multiplies_memory():
     trace = make_trace([200, 200, 200, 800, 1000, 200, 200], [bash(2.5, 4.6)])
-    plan = replay.build_plan(trace).scaled(50, 0.1)
+    plan = build_plan(trace).scaled(50, 0.1)
     assert plan.duration == pytest.approx(6 / 50) and plan.peak == 100 * MB and plan.speed == 50
     (call,) = plan.calls
     assert call.start == pytest.approx(0.05) and call.end == pytest.approx(0.1)
     assert call.points == [(0.0, 30 * MB), (0.01, 60 * MB), (0.03, 80 * MB), (0.05, 0)]
     assert plan.agent[0] == (0.0, 20 * MB)
     with pytest.raises(ValueError):
-        replay.build_plan(trace).scaled(0, 0.1)
+        build_plan(trace).scaled(0, 0.1)
 
 
 @pytest.mark.parametrize("stem", list(synth.FIXTURES))
 def test_plans_add_up_to_the_trace_at_every_sample(stem):
     trace = traces.load(FIXTURES / f"{stem}.json")
-    plan = replay.build_plan(trace)
+    plan = build_plan(trace)
     for s in trace.samples:
         assert plan.total_at(s.t) == pytest.approx(s.mem_bytes, abs=4)
     # every call has a process; bursts belong to calls, never to the agent
@@ -150,7 +165,7 @@ def test_plans_add_up_to_the_trace_at_every_sample(stem):
 
 
 def test_the_retry_fixture_replays_its_accumulation_as_held_calls():
-    plan = replay.build_plan(traces.load(FIXTURES / "synth-retry.json"))
+    plan = build_plan(traces.load(FIXTURES / "synth-retry.json"))
     holders = [c for c in plan.calls if c.hold]
     assert len(holders) >= 3 and sum(c.hold for c in holders) > 100 * MB
 
@@ -158,7 +173,7 @@ def test_the_retry_fixture_replays_its_accumulation_as_held_calls():
 @needs_shared
 def test_recorded_plans_add_up_to_the_trace():
     trace = traces.load_run(SHARED / "Medical_Bio_Hard" / "attempt_1", traces.default_root())
-    plan = replay.build_plan(trace)
+    plan = build_plan(trace)
     for s in trace.samples:
         assert plan.total_at(s.t - trace.samples[0].t) == pytest.approx(s.mem_bytes, abs=4)
     assert max(c.peak for c in plan.calls) > 3_000 * MB, "the 4 GB pytest burst is a tool call's"
@@ -166,7 +181,7 @@ def test_recorded_plans_add_up_to_the_trace():
 
 def test_worker_events_are_in_time_order_and_ties_finish_before_they_start():
     trace = make_trace([200, 200, 500, 200, 500, 200], [bash(1.0, 2.0), bash(3.0, 4.0, "ls", "explore")])
-    events = replay.worker_events(replay.build_plan(trace).scaled(10, 1.0))
+    events = worker_events(build_plan(trace).scaled(10, 1.0))
     assert [e["t"] for e in events] == sorted(e["t"] for e in events)
     kinds = [e["k"] for e in events]
     assert kinds.count("c") == 2 and kinds.count("w") == 2
@@ -184,7 +199,7 @@ def test_zero_length_calls_are_waited_for_after_they_start():
     # calls without an end time: one at a sample, one between samples, one ending where the next starts
     trace = make_trace([200] * 8, [bash(2.0, 2.0), bash(3.5, 3.5, "ls", "explore"), bash(5.0, 6.0),
                                    bash(6.0, 6.0, "git diff", "git")], dt=1.0)
-    events = replay.worker_events(replay.build_plan(trace))
+    events = worker_events(build_plan(trace))
     started = set()
     for e in events:
         if e["k"] == "c":
@@ -213,7 +228,7 @@ def test_a_scenario_of_fixtures_computes_its_budget_from_the_traces(tmp_path):
           - trace: synth-retry.json
         """)
     shutil.copy(FIXTURES / "synth-retry.json", tmp_path)  # relative to the scenario file
-    s = replay.load_scenario(path)
+    s = load_scenario(path)
     assert s.name == "mine" and [a.priority for a in s.agents] == ["high", "normal", "normal"]
     assert [a.name for a in s.agents] == ["synth-burst", "synth-small", "synth-retry"]
     peaks = [max(x.mem_bytes for x in traces.load(FIXTURES / f"{n}.json").samples)
@@ -224,9 +239,9 @@ def test_a_scenario_of_fixtures_computes_its_budget_from_the_traces(tmp_path):
 
 
 def test_no_budget_and_a_fixed_budget(tmp_path):
-    free = replay.load_scenario(write(tmp_path, "agents: [{trace: fixtures/traces/synth-small.json}]"))
+    free = load_scenario(write(tmp_path, "agents: [{trace: fixtures/traces/synth-small.json}]"))
     assert free.budget_bytes() is None and free.speed == 50 and free.mem_scale == 0.05
-    fixed = replay.load_scenario(write(tmp_path, """
+    fixed = load_scenario(write(tmp_path, """
         budget: {bytes: 300000000}
         agents: [{trace: fixtures/traces/synth-small.json}]""", "f.yaml"))
     assert fixed.budget_bytes(0.05) == fixed.budget_bytes(0.5) == 300_000_000
@@ -235,7 +250,7 @@ def test_no_budget_and_a_fixed_budget(tmp_path):
 @needs_shared
 @pytest.mark.parametrize("name, share", [("tight", 0.89), ("moderate", 1.05)])
 def test_the_shipped_scenarios_share_three_recorded_agents(name, share):
-    s = replay.load_scenario(replay.SCENARIO_DIR / f"{name}.yaml")
+    s = load_scenario(SCENARIO_DIR / f"{name}.yaml")
     assert len(s.agents) == 3 and [a.priority for a in s.agents].count("high") == 1
     peaks = s.peaks()
     assert max(peaks) / min(peaks) > 5, "clearly different peaks"
@@ -248,8 +263,8 @@ def test_the_shipped_scenarios_share_three_recorded_agents(name, share):
 
 def test_tight_and_moderate_name_the_same_agents():
     import yaml
-    tight = yaml.safe_load((replay.SCENARIO_DIR / "tight.yaml").read_text())
-    moderate = yaml.safe_load((replay.SCENARIO_DIR / "moderate.yaml").read_text())
+    tight = yaml.safe_load((SCENARIO_DIR / "tight.yaml").read_text())
+    moderate = yaml.safe_load((SCENARIO_DIR / "moderate.yaml").read_text())
     assert tight["agents"] == moderate["agents"]
     assert tight["budget"] == {"share_of_peaks": 0.89} and moderate["budget"] == {"share_of_peaks": 1.05}
 
@@ -257,7 +272,7 @@ def test_tight_and_moderate_name_the_same_agents():
 def test_recorded_traces_without_the_shared_directory_are_a_skip_not_a_failure(tmp_path, monkeypatch):
     monkeypatch.setenv(traces.TRACES_ENV, str(tmp_path / "absent"))
     with pytest.raises(SharedTracesMissing) as e:
-        replay.load_scenario(replay.SCENARIO_DIR / "tight.yaml")
+        load_scenario(SCENARIO_DIR / "tight.yaml")
     assert isinstance(e.value, ScenarioError) and "does not exist" in str(e.value)
 
 
@@ -286,65 +301,65 @@ def test_invalid_scenarios_raise_one_clear_error(tmp_path, monkeypatch, text, me
     monkeypatch.setenv(traces.TRACES_ENV, str(tmp_path / "shared"))
     path = write(tmp_path, text)
     with pytest.raises(ScenarioError) as e:
-        replay.load_scenario(path)
+        load_scenario(path)
     assert message in str(e.value) and str(path) in str(e.value)
 
 
 def test_a_missing_scenario_file_is_a_scenario_error(tmp_path):
     with pytest.raises(ScenarioError, match="cannot read"):
-        replay.load_scenario(tmp_path / "nope.yaml")
+        load_scenario(tmp_path / "nope.yaml")
 
 
 def test_broken_trace_files_are_scenario_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ScenarioError, match="malformed JSON"):
-        replay.load_scenario(write(tmp_path, "agents: [{trace: bad.json}]"))
+        load_scenario(write(tmp_path, "agents: [{trace: bad.json}]"))
 
 
 def test_agent_names_are_cgroup_safe_and_unique():
     taken = set()
-    assert replay.agent_name("batch_swebench_18tasks/Medical_Bio_Hard", taken) == \
+    assert agent_name("batch_swebench_18tasks/Medical_Bio_Hard", taken) == \
         "batch_swebench_18tasks-Medical_Bio_Hard"
-    assert replay.agent_name("batch_swebench_18tasks/Medical_Bio_Hard", taken) == \
+    assert agent_name("batch_swebench_18tasks/Medical_Bio_Hard", taken) == \
         "batch_swebench_18tasks-Medical_Bio_Hard-2"
-    assert replay.agent_name("../..", set()) == "agent"
-    assert replay.agent_name("batch_swebench_18tasks/Medical_Bio_Hard/attempt_1", set()) == \
+    assert agent_name("../..", set()) == "agent"
+    assert agent_name("batch_swebench_18tasks/Medical_Bio_Hard/attempt_1", set()) == \
         "Medical_Bio_Hard-attempt_1"  # whole trailing components that fit in 48 characters
-    assert len(replay.agent_name("x" * 80, set())) == 48
-    assert "/" not in replay.agent_name("synth/x y", set())
+    assert len(agent_name("x" * 80, set())) == 48
+    assert "/" not in agent_name("synth/x y", set())
 
 
 def test_load_target_accepts_scenario_names_trace_files_and_directories(tmp_path):
-    assert replay.load_target(str(FIXTURES / "synth-small.json")).agents[0].trace.name == "synth/small"
+    assert load_target(str(FIXTURES / "synth-small.json")).agents[0].trace.name == "synth/small"
     with pytest.raises(ScenarioError):
-        replay.load_target(str(tmp_path))
+        load_target(str(tmp_path))
     for stem in ("synth-small", "synth-burst"):
         shutil.copy(FIXTURES / f"{stem}.json", tmp_path)
     with pytest.raises(ScenarioError):
-        replay.load_target(str(tmp_path / "nothing-here"), bench_mode=True)
+        load_target(str(tmp_path / "nothing-here"), bench_mode=True)
 
 
 # --- measurements -------------------------------------------------------------------------------------------
 
 def test_latency_percentiles_in_milliseconds():
-    s = replay.latency_summary([i * 1000 for i in range(1, 101)])  # 1..100 ms
+    s = latency_summary([i * 1000 for i in range(1, 101)])  # 1..100 ms
     assert s == {"chunks": 100, "p50": 50.5, "p95": 95.05, "p99": 99.01, "max": 100.0}
-    assert replay.latency_summary([]) == {"chunks": 0, "p50": None, "p95": None, "p99": None, "max": None}
-    assert replay.latency_summary([2500])["p99"] == 2.5
+    assert latency_summary([]) == {"chunks": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    assert latency_summary([2500])["p99"] == 2.5
 
 
 def test_plan_time_follows_the_checkpoints():
     cps = [(0.0, 0.0), (1.0, 1.0), (2.0, 3.0), (3.0, 4.0)]  # one planned second took two
-    assert replay.plan_time(cps, 0.5) == 0.5
-    assert replay.plan_time(cps, 2.0) == 1.5
-    assert replay.plan_time(cps, 4.0) == 3.0
-    assert replay.plan_time(cps, 4.1) is None and replay.plan_time(cps, -0.1) is None
-    assert replay.plan_time([], 1.0) is None
-    assert replay.plan_time([(0.0, 0.0), (0.0, 0.0), (1.0, 1.0)], 0.0) == 0.0
+    assert plan_time(cps, 0.5) == 0.5
+    assert plan_time(cps, 2.0) == 1.5
+    assert plan_time(cps, 4.0) == 3.0
+    assert plan_time(cps, 4.1) is None and plan_time(cps, -0.1) is None
+    assert plan_time([], 1.0) is None
+    assert plan_time([(0.0, 0.0), (0.0, 0.0), (1.0, 1.0)], 0.0) == 0.0
 
 
 def _curve(mems_mb):
-    return replay.Curve(make_trace(mems_mb))
+    return Curve(make_trace(mems_mb))
 
 
 def test_fidelity_of_a_perfect_replay_is_zero():
@@ -352,7 +367,7 @@ def test_fidelity_of_a_perfect_replay_is_zero():
     speed, scale = 10.0, 0.1
     cps = [(t / speed, t / speed) for t in range(5)]
     samples = [(t / 100, int(curve.at(t / 100 * speed) * scale)) for t in range(41)]
-    f = replay.fidelity(samples, cps, curve, speed, scale)
+    f = fidelity(samples, cps, curve, speed, scale)
     assert f["mae_bytes"] <= 1 and f["mae_rel"] == 0.0 and f["mae_rel_pointwise"] == 0.0 and f["samples"] == 41 and f["peak_bytes"] == 100 * MB
 
 
@@ -361,7 +376,7 @@ def test_fidelity_is_the_mean_error_over_the_scaled_peak():
     cps = [(0.0, 0.0), (0.4, 0.4)]
     # 5 MB too much everywhere, against a 20 MB scaled peak: 25%
     samples = [(t / 100, 25 * MB) for t in range(41)]
-    f = replay.fidelity(samples, cps, curve, 10.0, 0.1)
+    f = fidelity(samples, cps, curve, 10.0, 0.1)
     assert f["mae_rel"] == pytest.approx(0.25, abs=1e-6) and f["mae_rel_pointwise"] == pytest.approx(0.25, abs=1e-6)
 
 
@@ -370,7 +385,7 @@ def test_fidelity_counts_a_missed_burst():
     cps = [(0.0, 0.0), (0.8, 0.8)]
     # the replay stayed at 20 MB while the trace held 100 MB for 2 s: far beyond any timing tolerance
     flat = [(t / 100, 20 * MB) for t in range(81)]
-    f = replay.fidelity(flat, cps, curve, 10.0, 0.1)
+    f = fidelity(flat, cps, curve, 10.0, 0.1)
     # samples within one interval (1 s) of the burst's edges still count, as 20 MB is below the trace's range there
     assert f["mae_rel"] > 0.05
     assert f["mae_rel_pointwise"] > f["mae_rel"]
@@ -381,11 +396,11 @@ def test_fidelity_tolerates_timing_within_the_recorders_interval():
     cps = [(0.0, 0.0), (0.5, 0.5)]
     # the burst replayed 0.5 trace seconds late: within the trace's 1 s resolution
     late = [(t / 100, int(curve.at(max(0.0, t / 10 - 0.5)) * 0.1)) for t in range(51)]
-    f = replay.fidelity(late, cps, curve, 10.0, 0.1)
+    f = fidelity(late, cps, curve, 10.0, 0.1)
     assert f["mae_rel"] < 1e-6 and f["mae_rel_pointwise"] > 0.05
     # 2 s late is not
     later = [(t / 100, int(curve.at(max(0.0, t / 10 - 2.0)) * 0.1)) for t in range(51)]
-    assert replay.fidelity(later, cps, curve, 10.0, 0.1)["mae_rel"] > 0.05
+    assert fidelity(later, cps, curve, 10.0, 0.1)["mae_rel"] > 0.05
 
 
 def test_fidelity_compares_a_late_replay_with_where_it_is():
@@ -395,11 +410,11 @@ def test_fidelity_compares_a_late_replay_with_where_it_is():
     samples = []
     for i in range(121):
         elapsed = i / 100
-        samples.append((elapsed, int(curve.at(replay.plan_time(cps, elapsed) * 10) * 0.1)))
-    assert replay.fidelity(samples, cps, curve, 10.0, 0.1)["mae_rel_pointwise"] < 1e-6
+        samples.append((elapsed, int(curve.at(plan_time(cps, elapsed) * 10) * 0.1)))
+    assert fidelity(samples, cps, curve, 10.0, 0.1)["mae_rel_pointwise"] < 1e-6
     # the same samples judged by the clock alone would be far off, even with the tolerance
     clock = [(0.0, 0.0), (1.2, 1.2)]
-    assert replay.fidelity(samples, clock, curve, 10.0, 0.1)["mae_rel"] > 0.1
+    assert fidelity(samples, clock, curve, 10.0, 0.1)["mae_rel"] > 0.1
 
 
 def _window_replay():
@@ -411,32 +426,32 @@ def _window_replay():
     call = [(0.1, 0.1), (0.2, 0.2), (0.3, 0.8), (0.4, 0.9), (0.5, 1.0), (0.6, 1.1)]
     truth = [(0.0, 0.0), (0.1, 0.1), (0.2, 0.2), (0.3, 0.8), (0.4, 0.9), (0.5, 1.0), (0.6, 1.1), (0.7, 1.2),
              (0.8, 1.3)]
-    samples = [(i / 100, int(curve.at(replay.plan_time(truth, i / 100) * 10) * 0.1)) for i in range(131)]
+    samples = [(i / 100, int(curve.at(plan_time(truth, i / 100) * 10) * 0.1)) for i in range(131)]
     return curve, agent, call, samples
 
 
 def test_inside_a_window_the_replay_is_where_its_call_is():
     curve, agent, call, samples = _window_replay()
-    merged = replay.timeline(agent, call, [(0.1, 0.6)])
-    assert replay.fidelity(samples, merged, curve, 10.0, 0.1)["mae_rel_pointwise"] < 1e-6
+    merged = timeline(agent, call, [(0.1, 0.6)])
+    assert fidelity(samples, merged, curve, 10.0, 0.1)["mae_rel_pointwise"] < 1e-6
     # judged by the agent's schedule alone, the late burst looks like an error of the replay
-    assert replay.fidelity(samples, agent, curve, 10.0, 0.1)["mae_rel"] > 0.05
+    assert fidelity(samples, agent, curve, 10.0, 0.1)["mae_rel"] > 0.05
 
 
 def test_timeline_keeps_the_agents_checkpoints_outside_windows_and_never_goes_back():
     _, agent, call, _ = _window_replay()
-    merged = replay.timeline(agent, call, [(0.1, 0.6)])
+    merged = timeline(agent, call, [(0.1, 0.6)])
     assert (0.3, 0.3) not in merged and (0.3, 0.8) in merged  # inside: the call's
     assert (0.0, 0.0) in merged and (0.8, 1.3) in merged  # outside: the agent's
     assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(merged, merged[1:]))
     # a window no call reported on keeps the agent's checkpoints
-    assert replay.timeline(agent, [], [(0.1, 0.6)]) == agent
+    assert timeline(agent, [], [(0.1, 0.6)]) == agent
     # two calls of a group disagreeing: the plan position is the furthest reached
-    assert replay.timeline([], [(0.2, 1.0), (0.1, 1.1)], [(0.0, 1.0)]) == [(0.2, 1.0), (0.2, 1.1)]
+    assert timeline([], [(0.2, 1.0), (0.1, 1.1)], [(0.0, 1.0)]) == [(0.2, 1.0), (0.2, 1.1)]
 
 
 def test_fidelity_without_samples_is_unknown():
-    f = replay.fidelity([], [(0.0, 0.0)], _curve([1, 2]), 10.0, 0.1)
+    f = fidelity([], [(0.0, 0.0)], _curve([1, 2]), 10.0, 0.1)
     assert f["mae_rel"] is None and f["samples"] == 0
 
 
@@ -447,14 +462,14 @@ def _agent_cgroups(tmp_path, name, peak, average):
     for d in (top, top / "agent", top / "tools"):
         d.mkdir(parents=True)
     spec = AgentSpec(name, make_trace([1, 2]))
-    return replay.AgentCgroups(spec, peak, average, cgroup.Cgroup(top), cgroup.Cgroup(top / "agent"),
+    return AgentCgroups(spec, peak, average, cgroup.Cgroup(top), cgroup.Cgroup(top / "agent"),
                                cgroup.Cgroup(top / "tools"))
 
 
 @pytest.mark.parametrize("policy, expected", [("static-avg", 12 * 4096), ("static-peak", 50 * 4096)])
 def test_static_policies_set_memory_max_per_agent_and_leave_oom_group_off(tmp_path, policy, expected):
     agent = _agent_cgroups(tmp_path, "a", peak=50 * 4096, average=12 * 4096 - 100)
-    p = replay.make_policy(policy)
+    p = make_policy(policy)
     p.setup([agent])
     assert (agent.top.path / "memory.max").read_text() == str(expected)
     assert (agent.top.path / "memory.oom.group").read_text() == "0"
@@ -464,7 +479,7 @@ def test_static_policies_set_memory_max_per_agent_and_leave_oom_group_off(tmp_pa
 
 def test_no_policy_touches_nothing(tmp_path):
     agent = _agent_cgroups(tmp_path, "a", peak=10, average=5)
-    p = replay.make_policy("none")
+    p = make_policy("none")
     p.setup([agent])
     p.on_tick(0.1, [agent])
     p.teardown()
@@ -473,25 +488,25 @@ def test_no_policy_touches_nothing(tmp_path):
 
 def test_unknown_policy():
     with pytest.raises(ReplayError, match="unknown policy"):
-        replay.make_policy("magic")
+        make_policy("magic")
 
 
 def test_environment_check_needs_cgroup_v2_with_memory_and_root(tmp_path, monkeypatch):
     with pytest.raises(ReplayError, match="not a cgroup v2 hierarchy"):
-        replay.check_environment(root=tmp_path)
+        check_environment(root=tmp_path)
     (tmp_path / "cgroup.controllers").write_text("cpu pids\n")
     with pytest.raises(ReplayError, match="memory controller is not available"):
-        replay.check_environment(root=tmp_path)
+        check_environment(root=tmp_path)
     (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(ReplayError, match="must run as root"):
-        replay.check_environment(root=tmp_path)
+        check_environment(root=tmp_path)
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    replay.check_environment(root=tmp_path)
+    check_environment(root=tmp_path)
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "cgroup.controllers").write_text("cpu\n")
     with pytest.raises(ReplayError, match="not enabled"):
-        replay.check_environment(tmp_path / "p", root=tmp_path)
+        check_environment(tmp_path / "p", root=tmp_path)
 
 
 def test_this_host_is_refused_unless_it_really_has_cgroup_v2_memory():
@@ -499,19 +514,19 @@ def test_this_host_is_refused_unless_it_really_has_cgroup_v2_memory():
     if controllers.is_file() and "memory" in controllers.read_text().split() and os.geteuid() == 0:
         pytest.skip("a real cgroup v2 host: replay could run here")
     with pytest.raises(ReplayError):
-        replay.check_environment()
+        check_environment()
 
 
 def test_cli_fails_cleanly_without_cgroup_v2(tmp_path, monkeypatch):
-    monkeypatch.setattr(replay, "CGROUP_ROOT", tmp_path)
-    result = CliRunner().invoke(replay.replay, [str(FIXTURES / "synth-small.json"), "--speed", "50"])
+    monkeypatch.setattr(replay_cmd, "CGROUP_ROOT", tmp_path)
+    result = CliRunner().invoke(replay, [str(FIXTURES / "synth-small.json"), "--speed", "50"])
     assert result.exit_code == 2
     assert "not a cgroup v2 hierarchy" in result.output and "Traceback" not in result.output
 
 
 def test_cli_reports_scenario_errors(tmp_path):
     bad = write(tmp_path, "agents: []")
-    result = CliRunner().invoke(replay.replay, [str(bad)])
+    result = CliRunner().invoke(replay, [str(bad)])
     assert result.exit_code == 2 and "non-empty list" in result.output
 
 
@@ -525,7 +540,7 @@ def test_oom_kills_are_attributed_to_the_agent_or_the_tool_call(tmp_path):
     trace = make_trace([200, 200, 900, 200, 200, 800, 200, 200],
                        [bash(1.5, 3.0), bash(4.5, 6.0, "pip install x", "install"), bash(6.5, 6.6, "ls", "explore")])
     spec = AgentSpec("a", trace, priority="high")
-    plan = replay.build_plan(trace).scaled(10, 0.1)
+    plan = build_plan(trace).scaled(10, 0.1)
     cgs = _agent_cgroups(tmp_path, "a", plan.peak, plan.average)
     (cgs.agent.path / "memory.events").write_text("low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n")
     (cgs.top.path / "memory.events").write_text("low 0\nhigh 7\nmax 9\noom 2\noom_kill 2\n")
@@ -535,13 +550,13 @@ def test_oom_kills_are_attributed_to_the_agent_or_the_tool_call(tmp_path):
     left.mkdir()
     (left / "memory.events").write_text("high 0\nmax 3\noom 1\noom_kill 1\n")
     (left / "cgroup.events").write_text("populated 0\nfrozen 1\n")
-    run = replay._Run(spec, plan, cgs)
+    run = _Run(spec, plan, cgs)
     run.calls[0] = {"n": 0, "start": 0.1, "done": 0.4, "status": 0, "lat": [1000, 3000],
                     "memory_events": "high 2\nmax 0\noom 0\noom_kill 0\n",
                     "memory_pressure": "some avg10=0 avg60=0 avg300=0 total=1500\n"
                                        "full avg10=0 avg60=0 avg300=0 total=0\n"}
     run.ended, run.exit_status = None, -9
-    result = replay._agent_result(run, replay.NoPolicy(), 10, 0.1)
+    result = _agent_result(run, NoPolicy(), 10, 0.1)
     assert result.oom_kills == [{"process": "agent", "category": None, "count": 1},
                                 {"process": "call-1", "category": "install", "count": 1}]
     assert not result.survived and result.completion_s is None and result.priority == "high"
@@ -598,7 +613,7 @@ def test_replay_runs_agents_forks_calls_holds_retries_and_cleans_up(fake_parent)
     agents = [AgentSpec("retry", traces.load(FIXTURES / "synth-retry.json"), "synth-retry", "high"),
               AgentSpec("burst", traces.load(FIXTURES / "synth-burst.json"))]
     seen = []
-    result = replay.run(agents, fake_parent, replay.make_policy("static-avg"), speed=200, mem_scale=0.01,
+    result = run(agents, fake_parent, make_policy("static-avg"), speed=200, mem_scale=0.01,
                         budget_bytes=40 * MB, accounting="self", scenario="fake",
                         on_progress=lambda name, f: seen.append((name, f)))
     assert result.errors == [] and result.all_survived and result.oom_kill_count == 0
@@ -647,7 +662,7 @@ def test_replay_reports_a_killed_agent_and_reaps_what_it_left(fake_parent):
     mp = pytest.MonkeyPatch()
     mp.setattr(cgroup.Cgroup, "spawn", spawn)
     try:
-        result = replay.run(agents, fake_parent, None, speed=200, mem_scale=0.01, accounting="self",
+        result = run(agents, fake_parent, None, speed=200, mem_scale=0.01, accounting="self",
                             on_progress=kill_victim_midway)
     finally:
         mp.undo()
@@ -666,7 +681,7 @@ def test_replay_cleans_up_on_keyboard_interrupt(fake_parent):
         if fraction > 0.3:
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        replay.run([AgentSpec("a", traces.load(FIXTURES / "synth-small.json"))], fake_parent, None, speed=100,
+        run([AgentSpec("a", traces.load(FIXTURES / "synth-small.json"))], fake_parent, None, speed=100,
                    mem_scale=0.01, accounting="self", budget_bytes=10 * MB, on_progress=interrupt)
     assert [p for p in fake_parent.path.iterdir() if p.is_dir()] == []
     assert (fake_parent.path / "memory.max").read_text().strip() == "max"
@@ -676,15 +691,15 @@ def test_replay_cleans_up_on_keyboard_interrupt(fake_parent):
 def test_a_worker_that_cannot_start_is_a_replay_error(fake_parent):
     spec = AgentSpec("a", traces.load(FIXTURES / "synth-small.json"))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(replay, "worker_events", lambda plan: 1 / 0)
+        mp.setattr(engine, "worker_events", lambda plan: 1 / 0)
         with pytest.raises(ZeroDivisionError):
-            replay.run([spec], fake_parent, accounting="self")
+            run([spec], fake_parent, accounting="self")
     assert [p for p in fake_parent.path.iterdir() if p.is_dir()] == []
-    real_plan = replay.worker_plan
+    real_plan = worker_plan
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(replay, "worker_plan", lambda *a: {**real_plan(*a), "chunk": "not a size"})
+        mp.setattr(engine, "worker_plan", lambda *a: {**real_plan(*a), "chunk": "not a size"})
         with pytest.raises(ReplayError, match="(?s)worker of a exited .* before it was ready: .*TypeError"):
-            replay.run([spec], fake_parent, accounting="self")
+            run([spec], fake_parent, accounting="self")
     assert [p for p in fake_parent.path.iterdir() if p.is_dir()] == []
     assert _children_of_mine() == []
 
@@ -692,13 +707,13 @@ def test_a_worker_that_cannot_start_is_a_replay_error(fake_parent):
 def test_run_rejects_bad_arguments(fake_parent):
     spec = AgentSpec("a", traces.load(FIXTURES / "synth-small.json"))
     with pytest.raises(ReplayError):
-        replay.run([spec], fake_parent, speed=0)
+        run([spec], fake_parent, speed=0)
     with pytest.raises(ReplayError):
-        replay.run([spec], fake_parent, budget_bytes=-1)
+        run([spec], fake_parent, budget_bytes=-1)
     with pytest.raises(ReplayError):
-        replay.run([spec, AgentSpec("a", spec.trace)], fake_parent)
+        run([spec, AgentSpec("a", spec.trace)], fake_parent)
     with pytest.raises(ReplayError):
-        replay.run([], fake_parent)
+        run([], fake_parent)
 
 
 def test_a_failed_set_up_removes_what_it_created_and_nothing_else(fake_parent):
@@ -706,6 +721,6 @@ def test_a_failed_set_up_removes_what_it_created_and_nothing_else(fake_parent):
     agents = [AgentSpec("a", traces.load(FIXTURES / "synth-small.json")),
               AgentSpec("b", traces.load(FIXTURES / "synth-small.json"))]
     with pytest.raises(ReplayError, match="already exists"):
-        replay.run(agents, fake_parent, accounting="self", budget_bytes=10 * MB)
+        run(agents, fake_parent, accounting="self", budget_bytes=10 * MB)
     assert sorted(p.name for p in fake_parent.path.iterdir() if p.is_dir()) == ["b"]
     assert (fake_parent.path / "memory.max").read_text().strip() == "max"

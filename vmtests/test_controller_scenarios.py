@@ -3,7 +3,9 @@ import json
 
 import pytest
 
-from agentcg.workloads import replay
+from agentcg.eval.registry import make_policy
+from agentcg.workloads.engine import run, run_scenario
+from agentcg.workloads.policy import NoPolicy
 from agentcg.workloads.testkit import keep_replay, scenario_or_skip
 
 pytestmark = [pytest.mark.requires("memcg", "cgroup_freeze", "cgroup_kill", "psi"), pytest.mark.evaluation]
@@ -14,14 +16,14 @@ pytestmark = [pytest.mark.requires("memcg", "cgroup_freeze", "cgroup_kill", "psi
 # time is compared with running alone.
 def test_tight_under_agentcg_every_agent_survives(cg, record_measurement):
     tight = scenario_or_skip("tight")
-    result = replay.run_scenario(tight, cg, "agentcg", speed=50, mem_scale=0.05)
+    result = run_scenario(tight, cg, make_policy("agentcg"), speed=50, mem_scale=0.05)
     keep_replay("tight_agentcg", result)
     summary = "; ".join(f"{a.name}: survived={a.survived} kills={a.oom_kills}" for a in result.agents)
     assert result.all_survived, summary
     assert not any(k["process"] == "agent" for a in result.agents for k in a.oom_kills), summary
 
     high = next(a for a in tight.agents if a.priority == "high")
-    alone = replay.run([high], cg, replay.NoPolicy(), speed=50, mem_scale=0.05, scenario="alone")
+    alone = run([high], cg, NoPolicy(), speed=50, mem_scale=0.05, scenario="alone")
     high_result = next(a for a in result.agents if a.name == high.name)
     actions = [a for a in result.policy_actions if a["action"] in ("throttle", "freeze", "kill", "thaw")]
     record_measurement("tight_agentcg", {
@@ -44,7 +46,7 @@ def test_tight_at_70_percent_under_agentcg_agents_survive_and_only_tool_calls_di
     from dataclasses import replace
     tight = scenario_or_skip("tight")
     at70 = replace(tight, budget_fixed_bytes=None, budget_trace_bytes=int(sum(tight.peaks(1.0)) * 0.7))
-    result = replay.run_scenario(at70, cg, "agentcg", speed=50, mem_scale=0.05)
+    result = run_scenario(at70, cg, make_policy("agentcg"), speed=50, mem_scale=0.05)
     keep_replay("tight70_agentcg", result)
     summary = "; ".join(f"{a.name}: survived={a.survived} kills={a.oom_kills} error={a.error}" for a in result.agents)
     assert result.all_survived and result.errors == [], summary

@@ -16,10 +16,13 @@ from pathlib import Path
 import pytest
 
 from agentcg import ladder
-from agentcg.workloads import replay
 from agentcg.budgets import Budgets, load_config
 from agentcg.controller import Controller, EventLog
+from agentcg.eval.registry import make_policy
 from agentcg.layout import Layout
+from agentcg.workloads.engine import run, run_scenario
+from agentcg.workloads.policy import NoPolicy
+from agentcg.workloads.results import ReplayResult
 from agentcg.workloads.testkit import keep_replay, scenario_or_skip
 
 MIB = 1 << 20
@@ -134,7 +137,7 @@ def test_in_kernel_delay_only_when_headroom_runs_short(cg, tmp_path):
         run.close()
 
 
-def summarize(result: replay.ReplayResult, high: str, alone_s: float | None) -> dict:
+def summarize(result: ReplayResult, high: str, alone_s: float | None) -> dict:
     acts = [a["action"] for a in result.policy_actions]
     hi = next(a for a in result.agents if a.name == high)
     return {"survived": sum(a.survived for a in result.agents), "agents": len(result.agents),
@@ -157,10 +160,10 @@ def summarize(result: replay.ReplayResult, high: str, alone_s: float | None) -> 
 def test_tight_every_policy_in_one_run(cg, record_measurement):
     tight = scenario_or_skip("tight")
     high = next(a for a in tight.agents if a.priority == "high")
-    alone = replay.run([high], cg, replay.NoPolicy(), speed=50, mem_scale=0.05, scenario="alone").agents[0]
+    alone = run([high], cg, NoPolicy(), speed=50, mem_scale=0.05, scenario="alone").agents[0]
     table = {}
     for policy in ("static-avg", "oomd", "earlyoom", "agentcg", "agentcg-kernel"):
-        result = replay.run_scenario(tight, cg, policy, speed=50, mem_scale=0.05)
+        result = run_scenario(tight, cg, make_policy(policy), speed=50, mem_scale=0.05)
         keep_replay(f"tight_{policy}", result)
         table[policy] = summarize(result, high.name, alone.completion_s)
     record_measurement("tight_policies", {"alone_s": alone.completion_s, **table})
@@ -180,7 +183,7 @@ def test_moderate_high_priority_latency_vs_no_control(cg, record_measurement):
     high = next(a for a in moderate.agents if a.priority == "high")
     table = {}
     for policy in ("none", "agentcg", "agentcg-kernel"):
-        result = replay.run_scenario(moderate, cg, policy, speed=50, mem_scale=0.05)
+        result = run_scenario(moderate, cg, make_policy(policy), speed=50, mem_scale=0.05)
         keep_replay(f"moderate_{policy}", result)
         table[policy] = summarize(result, high.name, None)
     base = table["none"]

@@ -9,7 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from agentcg.workloads import replay
+from agentcg.eval.registry import make_policy
+from agentcg.workloads.engine import run_scenario
 from agentcg.workloads.testkit import keep_replay, scenario_or_skip
 
 
@@ -22,7 +23,7 @@ def _at_share(scenario, share):
 @pytest.mark.parametrize("peer", ["oomd", "earlyoom"])
 def test_peer_watches_the_whole_replay_and_its_kills_are_attributed(cg, peer):
     tight = _at_share(scenario_or_skip("tight"), 0.7)
-    result = replay.run_scenario(tight, cg, peer, speed=50, mem_scale=0.05)
+    result = run_scenario(tight, cg, make_policy(peer), speed=50, mem_scale=0.05)
     keep_replay(f"peer_{peer}", result)
     actions = [a["action"] for a in result.policy_actions]
     assert actions[0] == "peer", result.policy_actions  # the daemon came up before the replay started

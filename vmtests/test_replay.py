@@ -12,11 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from agentcg.workloads import replay, traces
-from agentcg.workloads.replay import AgentSpec
+from agentcg.eval.registry import make_policy
+from agentcg.paths import REPO_ROOT
+from agentcg.workloads import traces
+from agentcg.workloads.engine import run, run_scenario
+from agentcg.workloads.policy import NoPolicy
+from agentcg.workloads.results import AgentResult
+from agentcg.workloads.scenario import AgentSpec
 from agentcg.workloads.testkit import keep_replay, scenario_or_skip
 
-FIXTURES = replay.REPO_ROOT / "fixtures" / "traces"
+FIXTURES = REPO_ROOT / "fixtures" / "traces"
 SUBSET = "batch_swebench_18tasks"
 # The 18 tasks of the representative subset (first attempt of each), named so node ids never depend on the data.
 TASKS = [f"{c}_{d}" for c in ("CLI_Tools", "DevOps_Build", "ML_Scientific", "Medical_Bio", "SQL_Data",
@@ -24,11 +29,11 @@ TASKS = [f"{c}_{d}" for c in ("CLI_Tools", "DevOps_Build", "ML_Scientific", "Med
 # `make test` replays three of them (the ones whose fidelity was hardest to hold: the most tool-call windows and
 # bursts); `agentcg bench` and `make bench-replay` replay all 18.
 EVERY_RUN = ("DevOps_Build_Easy", "ML_Scientific_Medium", "Medical_Bio_Hard")
-FIDELITY = 0.05  # mean error of the agent's memory.current, relative to its (scaled) peak (replay.fidelity)
+FIDELITY = 0.05  # mean error of the agent's memory.current, relative to its (scaled) peak (agentcg.workloads.measure.fidelity)
 MAX_SCALED_PEAK = 200_000_000  # a recorded run is scaled so its peak is at most this (and at most 10%)
 
 
-def _summary(agent: replay.AgentResult) -> str:
+def _summary(agent: AgentResult) -> str:
     return (f"{agent.name}: fidelity {agent.fidelity}, achieved speed {agent.achieved_speed}, "
             f"completion {agent.completion_s} s of {agent.planned_s} planned, oom {agent.oom_kills}, "
             f"error {agent.error}")
@@ -38,7 +43,7 @@ def _summary(agent: replay.AgentResult) -> str:
 @pytest.mark.requires("memcg")
 def test_replay_follows_a_synthetic_trace_at_50x(cg):
     trace = traces.load(FIXTURES / "synth-small.json")
-    result = replay.run([AgentSpec("synth-small", trace)], cg, replay.NoPolicy(), speed=50, mem_scale=0.1,
+    result = run([AgentSpec("synth-small", trace)], cg, NoPolicy(), speed=50, mem_scale=0.1,
                         scenario="synth-small")
     keep_replay("synthetic_fidelity", result)
     (agent,) = result.agents
@@ -60,7 +65,7 @@ def test_replay_follows_recorded_traces_at_50x(cg, task):
     trace = traces.load_run(run_dir, traces.default_root())
     peak = max(s.mem_bytes for s in trace.samples)
     scale = min(0.1, MAX_SCALED_PEAK / peak)
-    result = replay.run([AgentSpec(task, trace, f"recorded:{SUBSET}/{task}")], cg, replay.NoPolicy(), speed=50,
+    result = run([AgentSpec(task, trace, f"recorded:{SUBSET}/{task}")], cg, NoPolicy(), speed=50,
                         mem_scale=scale, scenario=task)
     keep_replay(f"recorded_fidelity_{task}", result)
     (agent,) = result.agents
@@ -73,7 +78,7 @@ def test_replay_follows_recorded_traces_at_50x(cg, task):
 @pytest.mark.requires("memcg")
 def test_tight_budget_with_static_average_limits_oom_kills(cg):
     scenario = scenario_or_skip("tight")
-    result = replay.run_scenario(scenario, cg, "static-avg", speed=50, mem_scale=0.05)
+    result = run_scenario(scenario, cg, make_policy("static-avg"), speed=50, mem_scale=0.05)
     keep_replay("tight_static_avg", result)
     summary = "; ".join(_summary(a) for a in result.agents)
     assert result.oom_kill_count >= 1, summary
@@ -90,7 +95,7 @@ def test_tight_budget_with_static_average_limits_oom_kills(cg):
 @pytest.mark.requires("memcg")
 def test_moderate_budget_without_control_keeps_every_agent_alive(cg):
     scenario = scenario_or_skip("moderate")
-    result = replay.run_scenario(scenario, cg, "none", speed=50, mem_scale=0.05)
+    result = run_scenario(scenario, cg, make_policy("none"), speed=50, mem_scale=0.05)
     keep_replay("moderate_none", result)
     summary = "; ".join(_summary(a) for a in result.agents)
     assert result.all_survived, summary
@@ -129,6 +134,7 @@ def test_cleanup_reaps_tool_calls_the_replayer_never_saw(cg):
 
 def wait_for_zombie_children(timeout: float = 5.0) -> list[int]:
     import time
+
     from agentcg.workloads.replay import _ppid
     deadline = time.monotonic() + timeout
     while True:

@@ -24,26 +24,15 @@ import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from agentcg.workloads.traces import Trace
+from agentcg.stats import percentile
+from agentcg.workloads.traces import DELEGATION_TOOLS, Trace
 
 MB = 1_000_000
-DELEGATION_TOOLS = frozenset({"Task"})
 GROUPINGS = ("model", "category", "folder")
 PHASES = 10
 
 
 # --- small helpers ------------------------------------------------------------------------------------------
-
-def percentile(values, q: float) -> float | None:
-    """The q-th percentile (0..100), linear between closest ranks; None for no values."""
-    xs = sorted(values)
-    if not xs:
-        return None
-    pos = (len(xs) - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
 
 def mean(values) -> float | None:
     xs = list(values)

@@ -50,8 +50,7 @@ def vmtest(kernel: str, out: str | None, pytest_args: tuple[str, ...]):
 @click.option("--slots", type=int, default=None, help="jobs' slots taken at once (default: cores + 1)")
 def test_cmd(kernel_names: tuple[str, ...], no_host: bool, slots: int | None):
     """The whole suite: host tests and each kernel's in-guest tests, in parallel (what `make test` runs)."""
-    from agentcg.harness import slowness
-    from agentcg.harness import suite
+    from agentcg.harness import slowness, suite
     try:
         names = list(kernel_names) or list(suite.load_suites())
         ok = suite.run(names, host=not no_host, capacity=slots)
@@ -75,6 +74,7 @@ def vmrun(kernel: str, memory: str, timeout: float, cmd: tuple[str, ...]):
     For benchmarks that need real cgroup v2 (e.g. `agentcg vmrun -- agentcg replay --bench ...`).
     """
     import shlex
+
     from agentcg.harness import slowness, vm
     try:
         k = kernels.resolve(kernel)
@@ -209,9 +209,9 @@ def demo(kernel: str):
 # Commands that live with their subject (characterization, replay, the controller), registered here so that
 # `agentcg --help` lists them all.
 from agentcg.cli.control import daemon_cmd, exec_cmd, hook_cmd, status_cmd, workload  # noqa: E402
+from agentcg.cli.replay_cmd import replay  # noqa: E402
 from agentcg.cli.traces import analyze, record, traces  # noqa: E402
 from agentcg.eval.bench import bench  # noqa: E402
-from agentcg.workloads.replay import replay  # noqa: E402
 
 for _command in (analyze, traces, record, replay, workload, exec_cmd, daemon_cmd, status_cmd, hook_cmd, bench):
     main.add_command(_command)

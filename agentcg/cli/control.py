@@ -10,11 +10,12 @@ from pathlib import Path
 
 import click
 
-from agentcg.budgets import DEFAULT_FILE, Budgets, BudgetError, load_config as load_budgets
+from agentcg.budgets import DEFAULT_FILE, BudgetError, Budgets
+from agentcg.budgets import load_config as load_budgets
 from agentcg.cgroup import CgroupError
 from agentcg.layout import DEFAULT_ROOT, DEFAULT_STATE, TOOL_OOM_SCORE_ADJ, Layout, LayoutError
+from agentcg.vocab import MIB, PRIORITIES
 
-MIB = 1 << 20
 KILLED_EXIT = 137
 
 
@@ -41,7 +42,7 @@ def workload():
 
 @workload.command("create")
 @click.argument("name")
-@click.option("--priority", type=click.Choice(["low", "normal", "high"]), default="normal")
+@click.option("--priority", type=click.Choice(PRIORITIES), default="normal")
 @click.option("--agent-min-mib", type=click.IntRange(min=0), default=0, help="memory.min of the agent leaf")
 @click.option("--memory-max-mib", type=click.IntRange(min=1), default=None, help="memory.max of the workload")
 @click.option("--agent-pid", type=int, default=None, help="move this process into the agent leaf")

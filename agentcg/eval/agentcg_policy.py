@@ -17,10 +17,11 @@ from pathlib import Path
 
 from agentcg import ladder
 from agentcg.budgets import Budgets, load_config
-from agentcg.controller import Controller, EventLog
 from agentcg.classify import CATEGORIES
+from agentcg.controller import Controller, EventLog
 from agentcg.layout import AGENT_OOM_SCORE_ADJ, Layout, ToolCallMeta
-from agentcg.workloads.replay import AgentCgroups, Policy, ReplayError
+from agentcg.workloads.plan import ReplayError
+from agentcg.workloads.policy import AgentCgroups, Policy
 
 
 class AgentcgPolicy(Policy):

@@ -19,7 +19,11 @@ from pathlib import Path
 
 import click
 
+from agentcg.eval.registry import make_policy
 from agentcg.paths import REPO_ROOT
+from agentcg.workloads.engine import run_scenario
+from agentcg.workloads.plan import ReplayError
+from agentcg.workloads.scenario import SCENARIO_DIR, ScenarioError, load_scenario
 
 # The evaluation vmtests: the comparisons `make test` leaves out (marker `evaluation`) and the scheduler's
 # measurements, which the report reads.
@@ -40,9 +44,8 @@ def sweep(scenario_name: str, policies: tuple[str, ...], shares: tuple[float, ..
           mem_scale: float) -> dict:
     """Replay the scenario under each policy at parent budgets of `shares` x the summed peaks; per policy the
     smallest share at which every agent survived (None: none did)."""
-    from agentcg.workloads import replay
     from agentcg.cgroup import ROOT, Cgroup
-    scenario = replay.load_scenario(replay.SCENARIO_DIR / f"{scenario_name}.yaml")
+    scenario = load_scenario(SCENARIO_DIR / f"{scenario_name}.yaml")
     total_peak = sum(scenario.peaks(1.0))
     Cgroup(ROOT).enable("memory")
     parent = Cgroup(ROOT).child(f"agentcg-bench-{scenario_name}")
@@ -52,8 +55,8 @@ def sweep(scenario_name: str, policies: tuple[str, ...], shares: tuple[float, ..
             at = replace(scenario, budget_fixed_bytes=None, budget_trace_bytes=int(total_peak * share))
             for policy in policies:
                 try:
-                    result = replay.run_scenario(at, parent, policy, speed=speed, mem_scale=mem_scale)
-                except replay.ReplayError as e:  # e.g. agentcg-kernel on a kernel without memcg_bpf_ops
+                    result = run_scenario(at, parent, make_policy(policy), speed=speed, mem_scale=mem_scale)
+                except ReplayError as e:  # e.g. agentcg-kernel on a kernel without memcg_bpf_ops
                     runs.append({"share": share, "policy": policy, "error": str(e)})
                     continue
                 runs.append({"share": share, "policy": policy, **outcome(result)})
@@ -109,9 +112,8 @@ def density(pool_name: str, policies: tuple[str, ...], memory_bytes: int, speed:
             mem_scale: float) -> dict:
     """How many agents of the pool run at once in memory_bytes (trace bytes, parent memory.max) with no agent
     killed, per policy, against what peak provisioning admits."""
-    from agentcg.workloads import replay
     from agentcg.cgroup import ROOT, Cgroup
-    pool = replay.load_scenario(replay.SCENARIO_DIR / f"{pool_name}.yaml")
+    pool = load_scenario(SCENARIO_DIR / f"{pool_name}.yaml")
     n_peak = peak_provisioned(pool.peaks(1.0), memory_bytes)
     Cgroup(ROOT).enable("memory")
     parent = Cgroup(ROOT).child(f"agentcg-bench-{pool_name}")
@@ -122,8 +124,8 @@ def density(pool_name: str, policies: tuple[str, ...], memory_bytes: int, speed:
             while (n := next_count(tried, max(1, n_peak), len(pool.agents))) is not None:
                 at = replace(pool, agents=pool.agents[:n], budget_fixed_bytes=None, budget_trace_bytes=memory_bytes)
                 try:
-                    result = replay.run_scenario(at, parent, policy, speed=speed, mem_scale=mem_scale)
-                except replay.ReplayError as e:
+                    result = run_scenario(at, parent, make_policy(policy), speed=speed, mem_scale=mem_scale)
+                except ReplayError as e:
                     runs.append({"n": n, "policy": policy, "error": str(e)})
                     break
                 runs.append({"n": n, "policy": policy, **outcome(result)})
@@ -342,10 +344,9 @@ def in_guest(kernel: str, args: list[str]) -> str:
 @click.option("--mem-scale", type=float, default=0.05, show_default=True)
 def density_cmd(pool, policies, memory_gib, speed, mem_scale):
     """(In a guest: needs root and cgroup v2.) Agents per fixed memory size, per policy; JSON on stdout."""
-    from agentcg.workloads import replay
     try:
         click.echo(json.dumps(density(pool, tuple(policies), int(memory_gib * 2**30), speed, mem_scale), indent=1))
-    except (replay.ReplayError, replay.ScenarioError) as e:
+    except (ReplayError, ScenarioError) as e:
         raise click.ClickException(str(e))
 
 
@@ -357,8 +358,7 @@ def density_cmd(pool, policies, memory_gib, speed, mem_scale):
 @click.option("--mem-scale", type=float, default=0.05, show_default=True)
 def sweep_cmd(scenario, policies, shares, speed, mem_scale):
     """(In a guest: needs root and cgroup v2.) Budget sweep of SCENARIO; JSON on stdout."""
-    from agentcg.workloads import replay
     try:
         click.echo(json.dumps(sweep(scenario, tuple(policies), tuple(shares), speed, mem_scale), indent=1))
-    except (replay.ReplayError, replay.ScenarioError) as e:
+    except (ReplayError, ScenarioError) as e:
         raise click.ClickException(str(e))

@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 from agentcg.paths import REPO_ROOT
-from agentcg.workloads.replay import AgentCgroups, Policy, ReplayError
+from agentcg.workloads.plan import ReplayError
+from agentcg.workloads.policy import AgentCgroups, Policy
 
 PEERS_DIR = REPO_ROOT / ".venv" / "peers"
 START_TIMEOUT_S = 20.0

@@ -18,8 +18,9 @@ def scenario_or_skip(name: str):
     """A scenario of fixtures/scenarios; a skip (with the reason) when it needs the recorded traces and
     ../shared/traces is not there."""
     import pytest
-    from agentcg.workloads import replay
+
+    from agentcg.workloads.scenario import SCENARIO_DIR, SharedTracesMissing, load_scenario
     try:
-        return replay.load_scenario(replay.SCENARIO_DIR / f"{name}.yaml")
-    except replay.SharedTracesMissing as e:
+        return load_scenario(SCENARIO_DIR / f"{name}.yaml")
+    except SharedTracesMissing as e:
         pytest.skip(f"scenario {name} needs the recorded traces: {e}")

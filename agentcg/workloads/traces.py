@@ -36,6 +36,7 @@ from agentcg.classify import classify_call
 from agentcg.paths import REPO_ROOT
 
 TRACES_ENV = "AGENTCG_TRACES"
+DELEGATION_TOOLS = frozenset({"Task"})  # a sub-agent in the agent's own process: not a tool process
 FORMAT = "agentcg-trace/1"
 RUN_FILES = ("resources.json", "tool_calls.json", "results.json", "trace.jsonl")
 # Folders whose name says which model ran (results.json of the local runs says "qwen3"; the transcripts and the

@@ -1,0 +1,37 @@
+"""The policies a replay can be asked for by name: the baselines, the real user-space peers people deploy
+(Debian's oomd and earlyoom, agentcg.eval.peers) and agentcg itself (agentcg.eval.agentcg_policy), each imported
+only when asked for."""
+from __future__ import annotations
+
+from typing import Callable
+
+from agentcg.workloads.plan import ReplayError
+from agentcg.workloads.policy import NoPolicy, Policy, StaticPolicy
+
+
+def _agentcg_policy(inkernel: bool = False) -> Policy:
+    from agentcg.eval.agentcg_policy import AgentcgPolicy  # the controller, imported only when asked for
+    return AgentcgPolicy(inkernel=inkernel)
+
+
+def _peer_policy(name: str) -> Policy:
+    from agentcg.eval import peers  # real user-space peers (Debian's oomd and earlyoom)
+    return peers.OomdPolicy() if name == "oomd" else peers.EarlyoomPolicy()
+
+
+POLICIES: dict[str, Callable[[], Policy]] = {
+    "none": NoPolicy,
+    "static-avg": lambda: StaticPolicy("avg"),
+    "static-peak": lambda: StaticPolicy("peak"),
+    "oomd": lambda: _peer_policy("oomd"),
+    "earlyoom": lambda: _peer_policy("earlyoom"),
+    "agentcg": _agentcg_policy,
+    "agentcg-kernel": lambda: _agentcg_policy(inkernel=True),
+}
+
+
+def make_policy(name: str) -> Policy:
+    try:
+        return POLICIES[name]()
+    except KeyError:
+        raise ReplayError(f"unknown policy {name!r} (known: {', '.join(POLICIES)})") from None

@@ -1,0 +1,251 @@
+"""Scenarios: which agents replay together (a trace and a priority each), at what speed, memory scale and
+parent budget. Loaded from YAML (fixtures/scenarios), a trace file, a recorded run or `recorded:<folder>[/<task>]`
+(the traces of ../shared/traces); every error is a ScenarioError naming the file and the field."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentcg.paths import REPO_ROOT
+from agentcg.vocab import PRIORITIES
+from agentcg.workloads import traces as tracefiles
+from agentcg.workloads.plan import Curve
+from agentcg.workloads.traces import Trace, TraceError
+
+DEFAULT_SPEED = 50.0
+
+
+DEFAULT_MEM_SCALE = 0.05
+
+
+SCENARIO_DIR = REPO_ROOT / "fixtures" / "scenarios"
+
+
+RECORDED = "recorded:"
+
+
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be used; the message names the file and the problem."""
+
+
+class SharedTracesMissing(ScenarioError):
+    """A `recorded:` trace was asked for and the shared traces directory is not there (skip, do not fail)."""
+
+
+@dataclass
+class AgentSpec:
+    name: str
+    trace: Trace
+    source: str = ""
+    priority: str = "normal"
+
+    @property
+    def curve(self) -> Curve:
+        return Curve(self.trace)
+
+
+@dataclass
+class Scenario:
+    name: str
+    agents: list[AgentSpec]
+    budget_share: float | None = None  # parent memory.max as a share of the summed peaks
+    budget_trace_bytes: int | None = None  # that share of the summed peaks, in trace bytes (computed at load time)
+    budget_fixed_bytes: int | None = None  # or a fixed parent memory.max (not scaled)
+    speed: float = DEFAULT_SPEED
+    mem_scale: float = DEFAULT_MEM_SCALE
+    description: str = ""
+    path: str | None = None
+
+    def peaks(self, mem_scale: float | None = None) -> list[int]:
+        """Each agent's peak in bytes, scaled."""
+        scale = self.mem_scale if mem_scale is None else mem_scale
+        return [int(round(Curve(a.trace).peak * scale)) for a in self.agents]
+
+    def budget_bytes(self, mem_scale: float | None = None) -> int | None:
+        """The parent's memory.max for this memory scale (None: no budget)."""
+        if self.budget_fixed_bytes is not None:
+            return self.budget_fixed_bytes
+        if self.budget_trace_bytes is None:
+            return None
+        scale = self.mem_scale if mem_scale is None else mem_scale
+        return int(round(self.budget_trace_bytes * scale))
+
+
+def agent_name(text: str, taken: set[str]) -> str:
+    """A cgroup-safe, unique name ('agent' and 'tools' are fine: they live one level further down): the trailing
+    path components of text that fit in 48 characters, joined by '-'."""
+    parts = [p for p in (re.sub(r"[^A-Za-z0-9_.-]+", "-", x).strip("-.") for x in text.split("/")) if p]
+    base = ""
+    for part in reversed(parts):
+        candidate = f"{part}-{base}" if base else part
+        if len(candidate) > 48:
+            break
+        base = candidate
+    base = base or (parts[-1][-48:].lstrip("-.") if parts else "") or "agent"
+    name, i = base, 2
+    while name in taken:
+        name, i = f"{base}-{i}", i + 1
+    taken.add(name)
+    return name
+
+
+def resolve_trace(ref: str, base_dir: Path | None = None, traces_root: Path | None = None) -> tuple[Trace, str]:
+    """(trace, source) for `recorded:<folder>/<task>[/<attempt>]` (in the shared traces; attempt_1 when the task
+    has attempts), a recorded run directory, or an agentcg-trace/1 file (absolute, relative to the repository,
+    or relative to base_dir). ScenarioError when it cannot be found or read."""
+    if ref.startswith(RECORDED):
+        root = Path(traces_root) if traces_root is not None else tracefiles.default_root()
+        rel = ref[len(RECORDED):].strip("/")
+        if not root.is_dir():
+            raise SharedTracesMissing(f"{ref}: the shared traces directory {root} does not exist "
+                                      f"(set {tracefiles.TRACES_ENV} or run where ../shared/traces is present)")
+        run_dir = root / rel
+        if run_dir.is_dir() and not (run_dir / "resources.json").is_file() and (run_dir / "attempt_1").is_dir():
+            run_dir = run_dir / "attempt_1"
+        if not rel or not run_dir.is_dir():
+            raise ScenarioError(f"unknown trace {ref!r}: no run directory {run_dir}")
+        try:
+            return tracefiles.load_run(run_dir, root), ref
+        except TraceError as e:
+            raise ScenarioError(f"trace {ref!r}: {e}") from None
+    path = Path(ref)
+    candidates = [path] if path.is_absolute() else [REPO_ROOT / path] + ([Path(base_dir) / path] if base_dir else [])
+    for p in candidates:
+        if p.is_dir():
+            try:
+                return tracefiles.load_run(p), str(ref)
+            except TraceError as e:
+                raise ScenarioError(f"trace {ref!r}: {e}") from None
+        if p.is_file():
+            try:
+                return tracefiles.load(p), str(ref)
+            except TraceError as e:
+                raise ScenarioError(f"trace {ref!r}: {e}") from None
+    raise ScenarioError(f"unknown trace {ref!r}: no such file (looked in {', '.join(str(c) for c in candidates)})")
+
+
+def _positive(value, what: str, where: str, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ScenarioError(f"{where}: {what} must be a number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ScenarioError(f"{where}: {what} must be {'>= 0' if allow_zero else 'positive'}, got {value!r}")
+    return float(value)
+
+
+def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario:
+    """Read and validate a scenario YAML; budgets are computed from the traces here.
+
+    name: tight                      # optional (default: the file's stem)
+    description: ...                 # optional
+    speed: 50                        # optional defaults for the replay
+    mem_scale: 0.05
+    budget: {share_of_peaks: 0.89}   # parent memory.max = share x the summed (scaled) peaks; or {bytes: N}
+                                     # (fixed, not scaled); or null / absent: no budget
+    agents:
+      - trace: recorded:batch_swebench_18tasks/Medical_Bio_Hard   # or fixtures/traces/synth-burst.json
+        name: bio-hard               # optional (default: from the trace name)
+        priority: high               # high | normal | low (default normal)
+    """
+    import yaml
+    path = Path(path)
+    where = str(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ScenarioError(f"{where}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise ScenarioError(f"{where}: invalid YAML ({e})".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{where}: expected a mapping at the top level")
+    unknown = set(data) - {"name", "description", "speed", "mem_scale", "budget", "agents"}
+    if unknown:
+        raise ScenarioError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    raw_agents = data.get("agents")
+    if not isinstance(raw_agents, list) or not raw_agents:
+        raise ScenarioError(f"{where}: agents must be a non-empty list")
+    speed = _positive(data.get("speed", DEFAULT_SPEED), "speed", where)
+    mem_scale = _positive(data.get("mem_scale", DEFAULT_MEM_SCALE), "mem_scale", where)
+    agents, taken = [], set()
+    for i, raw in enumerate(raw_agents):
+        at = f"{where}: agents[{i}]"
+        if not isinstance(raw, dict) or not isinstance(raw.get("trace"), str) or not raw["trace"]:
+            raise ScenarioError(f"{at}: expected a mapping with a 'trace' string")
+        extra = set(raw) - {"trace", "name", "priority"}
+        if extra:
+            raise ScenarioError(f"{at}: unknown key(s) {', '.join(sorted(extra))}")
+        priority = raw.get("priority", "normal")
+        if priority not in PRIORITIES:
+            raise ScenarioError(f"{at}: priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+        name = raw.get("name")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ScenarioError(f"{at}: name must be a non-empty string")
+        if name is not None and name in taken:
+            raise ScenarioError(f"{at}: duplicate agent name {name!r}")
+        try:
+            trace, source = resolve_trace(raw["trace"], path.parent, traces_root)
+        except SharedTracesMissing as e:
+            raise SharedTracesMissing(f"{at}: {e}") from None
+        except ScenarioError as e:
+            raise ScenarioError(f"{at}: {e}") from None
+        if name is None:
+            name = agent_name(trace.name.replace("/attempt_1", ""), taken)
+        else:
+            name = agent_name(name, taken)
+        agents.append(AgentSpec(name, trace, source, priority))
+    share, budget, fixed = None, None, None
+    raw_budget = data.get("budget")
+    if raw_budget is not None:
+        if not isinstance(raw_budget, dict) or len(raw_budget) != 1 or \
+                not set(raw_budget) <= {"share_of_peaks", "bytes"}:
+            raise ScenarioError(f"{where}: budget must be {{share_of_peaks: F}}, {{bytes: N}} or null")
+        if "share_of_peaks" in raw_budget:
+            share = _positive(raw_budget["share_of_peaks"], "budget share_of_peaks", where)
+            budget = int(round(share * sum(Curve(a.trace).peak for a in agents)))
+        else:
+            fixed = int(_positive(raw_budget["bytes"], "budget bytes", where))
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise ScenarioError(f"{where}: name must be a non-empty string")
+    description = data.get("description", "")
+    return Scenario(name, agents, share, budget, fixed, speed, mem_scale, str(description or ""), where)
+
+
+def single(trace: Trace, source: str = "", priority: str = "normal") -> Scenario:
+    """A one-agent scenario without a budget (replaying one trace)."""
+    return Scenario(trace.name, [AgentSpec(agent_name(trace.name, set()), trace, source, priority)])
+
+
+def load_target(target: str, bench_mode: bool = False) -> Scenario:
+    """SCENARIO.yaml, a trace file, a recorded run directory or `recorded:<folder>/<task>`; with bench_mode also a
+    directory of runs or `recorded:<folder>` (every usable run in it)."""
+    path = Path(target)
+    if path.suffix in (".yaml", ".yml") and not target.startswith(RECORDED):
+        if not path.is_file() and (SCENARIO_DIR / path.name).is_file():
+            path = SCENARIO_DIR / path.name
+        return load_scenario(path)
+    if not path.suffix and not target.startswith(RECORDED) and not path.exists() \
+            and (SCENARIO_DIR / f"{target}.yaml").is_file():
+        return load_scenario(SCENARIO_DIR / f"{target}.yaml")  # `agentcg replay tight`
+    try:
+        ref = str(path.resolve()) if path.exists() else target  # a path relative to the working directory
+        trace, source = resolve_trace(ref)
+        return single(trace, target)
+    except ScenarioError as first:
+        if not bench_mode:
+            raise
+        if target.startswith(RECORDED):
+            root = tracefiles.default_root()
+            path = root / target[len(RECORDED):].strip("/")
+        else:
+            root = None
+        if not path.is_dir():
+            raise first
+        found, _ = tracefiles.load_all(path)
+        if not found:
+            raise ScenarioError(f"{target}: no usable runs") from None
+        taken: set[str] = set()
+        return Scenario(target, [AgentSpec(agent_name(t.name, taken), t, t.name) for t in found])
