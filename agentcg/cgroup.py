@@ -23,6 +23,12 @@ class CgroupError(Exception):
     pass
 
 
+def cgroup_id(path: str | Path) -> int:
+    """A cgroup's id (what bpf_get_current_cgroup_id() and BPF maps keyed by cgroup hold) is its kernfs node id:
+    the inode number of its directory in cgroup2."""
+    return os.stat(path).st_ino
+
+
 def values_close(a: float, b: float, err_pct: float) -> bool:
     """As the kernel selftests: |a-b| within err_pct percent of a+b (charges move in 64-page batches)."""
     return abs(a - b) <= (a + b) / 100 * err_pct

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Callable
 
 from agentcg import ladder
-from agentcg.enforce import sched
 from agentcg.budgets import Budgets
 from agentcg.cgroup import Cgroup, FileCache, parse_keyed, parse_pressure
+from agentcg.enforce import sched
 from agentcg.layout import Layout
 
 UNLIMITED = 2**63 - 1

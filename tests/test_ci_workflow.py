@@ -3,8 +3,7 @@ import re
 
 import yaml
 
-from agentcg.harness import kernels
-from agentcg.harness import report
+from agentcg.harness import kernels, report
 
 WORKFLOW = kernels.REPO_ROOT / "ci" / "vmtest.yml"
 

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from agentcg import hooks
-from agentcg.workloads import record, traces
 from agentcg.cli import main
+from agentcg.workloads import record, traces
 from agentcg.workloads.record import CgroupSource, Event, RecordError
 
 MB = 1_000_000

@@ -21,15 +21,8 @@ from agentcg.workloads.engine import _agent_result, _Run, check_environment, run
 from agentcg.workloads.measure import fidelity, latency_summary, plan_time, timeline
 from agentcg.workloads.plan import Curve, ReplayError, build_plan, retry_members, worker_events
 from agentcg.workloads.policy import AgentCgroups, NoPolicy
-from agentcg.workloads.scenario import (
-    SCENARIO_DIR,
-    AgentSpec,
-    ScenarioError,
-    SharedTracesMissing,
-    agent_name,
-    load_scenario,
-    load_target,
-)
+from agentcg.workloads.scenario import (SCENARIO_DIR, AgentSpec, ScenarioError, SharedTracesMissing, agent_name,
+                                        load_scenario, load_target)
 from agentcg.workloads.traces import Sample, ToolCall, Trace
 
 MB = 1_000_000

@@ -35,7 +35,7 @@ def test_slow_mode_divides_by_the_share(monkeypatch):
 def test_the_hosts_factor_reaches_the_guest_and_wins(monkeypatch):
     monkeypatch.setenv(slowness.ENV_FACTOR, "2.5")
     assert slowness.factor() == 2.5
-    assert slowness.guest_env() == "AGENTCG_SLOWNESS=2.5"
+    assert slowness.guest_env() == {"AGENTCG_SLOWNESS": "2.5"}
     monkeypatch.delenv(slowness.ENV_FACTOR)
     monkeypatch.setenv("AGENTCG_GUEST", "1")
     assert slowness.factor() == 1.0  # a guest has no host reference to calibrate against

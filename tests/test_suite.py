@@ -4,8 +4,7 @@ import time
 
 import pytest
 
-from agentcg.harness import kernels, slowness
-from agentcg.harness import suite
+from agentcg.harness import kernels, slowness, suite
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,8 @@ import statistics
 import pytest
 
 from agentcg.analysis import analyze
-from agentcg.workloads import synth, traces
 from agentcg.classify import classify_call
+from agentcg.workloads import synth, traces
 
 MB = 1_000_000
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from agentcg import ladder
-from agentcg.enforce import sched
 from agentcg.budgets import Budgets, load_config
 from agentcg.cgroup import Cgroup, reap
 from agentcg.controller import Controller, EventLog
-from agentcg.layout import TOOL_OOM_SCORE_ADJ, Layout
+from agentcg.enforce import sched
 from agentcg.enforce.memcg_bpf import BPFFS
+from agentcg.layout import TOOL_OOM_SCORE_ADJ, Layout
 
 MIB = 1 << 20
 DECLARED = set(json.loads(os.environ.get("AGENTCG_DECLARED", "null")) or [])  # what the kernel declares

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from agentcg import features
+from agentcg.cgroup import cgroup_id, reap
 from agentcg.enforce import memcg_bpf
-from agentcg.cgroup import reap
+from agentcg.enforce.memcg_bpf import BPF_F_ALLOW_OVERRIDE, BPF_F_CGROUP_FD, LoaderError
 from agentcg.harness.memhog import touch_timed
-from agentcg.enforce.memcg_bpf import BPF_F_ALLOW_OVERRIDE, BPF_F_CGROUP_FD, LoaderError, cgroup_id
 
 MIB = 1 << 20
 pytestmark = pytest.mark.requires("memcg_bpf_ops")

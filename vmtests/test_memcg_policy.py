@@ -1,10 +1,10 @@
 """AgentCgroup's in-kernel memory policy (bpf/memcg_policy.bpf.c) on a kernel with memcg_bpf_ops."""
 import pytest
 
+from agentcg.cgroup import cgroup_id
 from agentcg.enforce import memcg_bpf
-from agentcg.enforce.memcg_bpf import (POLICY_AGENT, PRIO_HIGH, PRIO_LOW, PROTECT_LOW, Policy, cgroup_id, drain_events,
-                               get_policy, set_policy)
-
+from agentcg.enforce.memcg_bpf import (POLICY_AGENT, PRIO_HIGH, PRIO_LOW, PROTECT_LOW, Policy, drain_events, get_policy,
+                                       set_policy)
 from agentcg.harness.memhog import touch_timed
 
 pytestmark = pytest.mark.requires("memcg_bpf_ops")

@@ -16,9 +16,9 @@ import time
 
 import pytest
 
+from agentcg.cgroup import parse_keyed, reap
 from agentcg.enforce import sched
 from agentcg.enforce.memcg_bpf import bpf_dir
-from agentcg.cgroup import parse_keyed, reap
 from agentcg.enforce.sched import BULK, LATENCY, SchedError, SchedExt
 
 pytestmark = pytest.mark.requires("sched_ext")
@@ -236,6 +236,7 @@ def test_second_scheduler_is_refused(scx):
 # the controller logs why, keeps managing tool calls, and those run on their class's cpu.weight.
 def test_controller_notices_a_revert_and_keeps_running_on_cpu_weight(cg, tmp_path):
     import threading
+
     from agentcg import ladder
     from agentcg.budgets import Budgets, load_config
     from agentcg.controller import Controller, EventLog

@@ -73,27 +73,21 @@ def vmrun(kernel: str, memory: str, timeout: float, cmd: tuple[str, ...]):
 
     For benchmarks that need real cgroup v2 (e.g. `agentcg vmrun -- agentcg replay --bench ...`).
     """
-    import shlex
-
-    from agentcg.harness import slowness, vm
+    from agentcg.harness import vm
     try:
         k = kernels.resolve(kernel)
     except kernels.KernelError as e:
         _fail(str(e))
     from agentcg.enforce import memcg_bpf
     rwdir = kernels.REPO_ROOT / "results" / k.slug / "vmrun"
-    argv = [sys.executable, "-m", "agentcg", *cmd[1:]] if cmd[0] == "agentcg" else list(cmd)
-    q = shlex.quote
     try:
         objects = memcg_bpf.objects_for(k.image)  # the in-kernel policy and scheduler, for kernels we build
     except memcg_bpf.LoaderError as e:
         _fail(f"building bpf/ for {k.name}: {e}")
-    env = (f"AGENTCG_BPF_DIR={q(str(objects))} " if objects else "") + f"{slowness.guest_env()} "
-    # the progress file tells the watchdog the guest is up; from then on only --timeout bounds the command
-    guest = (f"echo running > {q(str(rwdir / vm.PROGRESS_FILE))}; cd {q(str(kernels.REPO_ROOT))} && {env}COLUMNS=160 {shlex.join(argv)} > {q(str(rwdir / 'stdout'))} "
-             f"2> {q(str(rwdir / 'stderr'))}; echo $? > {q(str(rwdir / vm.EXIT_FILE))}")
-    outcome = vm.run_guest(k.image, guest, rwdir, memory=memory,
-                           watchdog=vm.Watchdog(boot_timeout=300, stall_timeout=timeout, total_timeout=timeout).scaled())
+    env = {"COLUMNS": "160", **({"AGENTCG_BPF_DIR": str(objects)} if objects else {})}
+    # announced: once the guest is up only --timeout bounds the command
+    outcome = vm.run_argv(k.image, list(cmd), rwdir, env=env, capture=True, announce=True, memory=memory,
+                          watchdog=vm.Watchdog(boot_timeout=300, stall_timeout=timeout, total_timeout=timeout).scaled())
     for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
         path = rwdir / name
         if path.exists():

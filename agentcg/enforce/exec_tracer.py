@@ -12,6 +12,8 @@ import os
 import sys
 import threading
 
+from agentcg.cgroup import cgroup_id  # stdlib only: this runs under the system Python with BCC
+
 BPF_TEXT = r"""
 #include <linux/sched.h>
 
@@ -58,7 +60,7 @@ def main() -> int:
     def update(line: str) -> None:
         verb, _, path = line.strip().partition(" ")
         try:
-            key = watched.Key(os.stat(path).st_ino)  # a cgroup's id is its directory's inode number
+            key = watched.Key(cgroup_id(path))
         except OSError as e:
             emit({"error": f"{verb} {path}: {e.strerror}"})
             return

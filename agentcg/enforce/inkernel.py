@@ -23,18 +23,10 @@ from collections import deque
 from pathlib import Path
 
 from agentcg import features
-from agentcg.cgroup import Cgroup
+from agentcg.cgroup import Cgroup, cgroup_id
 from agentcg.enforce import memcg_bpf
-from agentcg.enforce.memcg_bpf import (
-    POLICY_AGENT,
-    PRIO_HIGH,
-    PRIO_NORMAL,
-    PROTECT_LOW,
-    PROTECT_MIN,
-    Policy,
-    ThrottleEvent,
-    cgroup_id,
-)
+from agentcg.enforce.memcg_bpf import (POLICY_AGENT, PRIO_HIGH, PRIO_NORMAL, PROTECT_LOW, PROTECT_MIN, Policy,
+                                       ThrottleEvent)
 from agentcg.ladder import reserve_for
 from agentcg.vocab import PAGE, PRIORITY
 

@@ -154,11 +154,6 @@ def remove_cycle(obj_path: Path, parent: Path, count: int) -> dict:
     return _loader("remove-cycle", str(obj_path), "--cgroup", str(parent), "--count", str(count))
 
 
-def cgroup_id(path: Path) -> int:
-    """A cgroup's id is its kernfs node id: the inode number of its directory in cgroup2."""
-    return os.stat(path).st_ino
-
-
 # ---- bpf/memcg_policy.bpf.c: AgentCgroup's policy (its ABI: bpf/include/memcg_policy.h) ---------------------
 
 _ABI = bpf_abi.constants("memcg_policy.h")

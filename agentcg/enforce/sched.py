@@ -9,7 +9,6 @@ become cpu.weight values (`apply_cpu_weight`).
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import tempfile
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 
 from agentcg import bpf_abi
+from agentcg.cgroup import cgroup_id
 
 SCHED_EXT = Path("/sys/kernel/sched_ext")
 
@@ -56,11 +56,6 @@ def kernel_state(root: Path = SCHED_EXT) -> str:
 def available(root: Path = SCHED_EXT) -> bool:
     """The kernel has sched_ext and no BPF scheduler is loaded."""
     return kernel_state(root) == "disabled"
-
-
-def cgroup_id(path: Path) -> int:
-    """A cgroup's id is its kernfs node id: the inode number of its directory in cgroup2."""
-    return os.stat(path).st_ino
 
 
 def loader_argv(bpf_dir: Path, slice_us: int | None = None) -> list[str]:

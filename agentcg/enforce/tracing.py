@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 from agentcg.budgets import Budgets
+from agentcg.cgroup import cgroup_id
 from agentcg.controller import EventLog
-from agentcg.paths import REPO_ROOT
 from agentcg.layout import Layout, LayoutError
+from agentcg.paths import REPO_ROOT
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -78,7 +79,7 @@ class ExecTracer:
         leaves = []
         for name in workloads:
             leaf = self.layout.workload(name).path / "agent"
-            self.leaves[os.stat(leaf).st_ino] = name
+            self.leaves[cgroup_id(leaf)] = name
             leaves.append(str(leaf))
         argv, self.backend = tracer_argv(leaves, self.backend)
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))

@@ -320,19 +320,26 @@ def bench(ctx, kernel: str, run: bool, do_sweep: bool, do_density: bool):
         out = results_dir(k.slug) / "bench"
         out.mkdir(parents=True, exist_ok=True)
         if do_sweep:
-            (out / "sweep.json").write_text(in_guest(kernel, ["sweep", "tight"]))
+            (out / "sweep.json").write_text(in_guest(k, ["sweep", "tight"]))
         if do_density:
-            (out / "density.json").write_text(in_guest(kernel, ["density"]))
+            (out / "density.json").write_text(in_guest(k, ["density"]))
     report(k.slug)
 
 
-def in_guest(kernel: str, args: list[str]) -> str:
-    """Run `agentcg bench ARGS` in a guest of KERNEL; its JSON output."""
-    proc = subprocess.run([sys.executable, "-m", "agentcg", "vmrun", "--kernel", kernel, "--timeout", "3600", "--", "agentcg", "bench",
-                           *args], cwd=REPO_ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise click.ClickException(f"bench {' '.join(args)} failed: {proc.stderr.strip()[-2000:]}")
-    return proc.stdout[proc.stdout.index("{"):]
+def in_guest(k, args: list[str]) -> str:
+    """Run `agentcg bench ARGS` in a guest of kernel K; its JSON output (its stdout: progress goes to stderr)."""
+    from agentcg.enforce import memcg_bpf
+    from agentcg.harness import vm
+    rwdir = results_dir(k.slug) / "bench" / "vmrun"
+    objects = memcg_bpf.objects_for(k.image)
+    outcome = vm.run_argv(k.image, ["agentcg", "bench", *args], rwdir, capture=True, announce=True,
+                          env={"AGENTCG_BPF_DIR": str(objects)} if objects else None,
+                          watchdog=vm.Watchdog(boot_timeout=300, stall_timeout=3600, total_timeout=3600).scaled())
+    if not outcome.ok:
+        err = (rwdir / "stderr").read_text(errors="replace") if (rwdir / "stderr").exists() else ""
+        raise click.ClickException(f"bench {' '.join(args)} failed ({outcome.killed_reason or f'exit {outcome.guest_exit}'}):"
+                                   f" {err.strip()[-2000:] or outcome.console_tail(20)}")
+    return (rwdir / "stdout").read_text()
 
 
 @bench.command("density")

@@ -10,7 +10,6 @@ Sizes are scaled down for TCG VMs.
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -79,7 +78,6 @@ def guest_main(rwdir: str) -> int:
         Path(rwdir, "guest-error.txt").write_text(traceback.format_exc())
         raise
     Path(rwdir, "demo.json").write_text(json.dumps(out))
-    Path(rwdir, "exit_code").write_text("0\n")
     return 0
 
 
@@ -91,8 +89,8 @@ def run(kernel_name: str) -> None:
     rwdir = kernels.REPO_ROOT / "results" / kernel.slug / "demo"
     console = Console()
     with console.status(f"booting {kernel.name} ({kernel.image.name}) under virtme-ng ..."):
-        cmd = f"{shlex.quote(sys.executable)} -m agentcg.eval.demo {shlex.quote(str(rwdir))}"
-        outcome = vm.run_guest(kernel.image, cmd, rwdir, watchdog=vm.Watchdog(boot_timeout=300, total_timeout=600).scaled())
+        outcome = vm.run_argv(kernel.image, [sys.executable, "-m", "agentcg.eval.demo", str(rwdir)], rwdir,
+                              watchdog=vm.Watchdog(boot_timeout=300, total_timeout=600).scaled())
     if not outcome.ok or not (rwdir / "demo.json").exists():
         error = rwdir / "guest-error.txt"
         detail = error.read_text() if error.exists() else f"console tail:\n{outcome.console_tail(20)}"

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from agentcg import features
-from agentcg.harness import splat
-from agentcg.harness import envcheck, results
+from agentcg.harness import envcheck, results, splat
 
 RWDIR = Path(os.environ["AGENTCG_RWDIR"]) if os.environ.get("AGENTCG_RWDIR") else None
 KERNEL = os.environ.get("AGENTCG_KERNEL", os.uname().release)

@@ -1,8 +1,9 @@
 """Entry point inside the VM: prepare the guest, run pytest on the selected vmtests, write results to rwdir.
 
 Usage (by agentcg.harness.host): python -m agentcg.harness.guest_main RWDIR
-RWDIR/run.json says which tests to run and what the kernel declares; the exit code goes to RWDIR/exit_code last,
-so the host reads a guest that died half-way as a failure.
+RWDIR/run.json says which tests to run and what the kernel declares. The guest's shell line
+(agentcg.harness.vm.guest_command) writes the exit code to RWDIR/exit_code last, so the host reads a guest that
+died half-way as a failure.
 """
 from __future__ import annotations
 
@@ -41,7 +42,6 @@ def main(argv: list[str]) -> int:
     (rwdir / "guest-pytest.log").write_bytes(proc.stdout)
     dmesg = subprocess.run(["dmesg"], capture_output=True)
     (rwdir / "dmesg.txt").write_bytes(dmesg.stdout)
-    (rwdir / "exit_code").write_text(f"{proc.returncode}\n")
     return proc.returncode
 
 

@@ -7,7 +7,6 @@ runs all selected tests in the guest (agentcg.harness.guest_main); each item the
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 import sys
 import time
@@ -15,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agentcg.harness import kernels, slowness, vm
-from agentcg.harness import results
+from agentcg.harness import kernels, results, slowness, vm
 
 REPO = kernels.REPO_ROOT
 _RUN_KEY = pytest.StashKey["GuestRun"]()
@@ -172,14 +170,12 @@ class GuestRun:
             "nodeids": self.nodeids,
             "test_timeout": test_timeout,
         }))
-        guest_cmd = (f"cd {shlex.quote(str(REPO))} && {slowness.guest_env()} "
-                     f"{shlex.quote(sys.executable)} -m agentcg.harness.guest_main {shlex.quote(str(rwdir))}")
         watchdog = vm.Watchdog(boot_timeout=opt("--boot-timeout"),
                                stall_timeout=opt("--stall-timeout") or opt("--test-timeout") + 60).scaled()
         accel = vm.probe_accel() if opt("--accel") == "auto" else opt("--accel")
         started = time.monotonic()
-        outcome = vm.run_guest(self.kernel.image, guest_cmd, rwdir, accel=accel, cpus=opt("--vm-cpus"),
-                               memory=opt("--vm-memory"), watchdog=watchdog)
+        outcome = vm.run_argv(self.kernel.image, [sys.executable, "-m", "agentcg.harness.guest_main", str(rwdir)],
+                              rwdir, accel=accel, cpus=opt("--vm-cpus"), memory=opt("--vm-memory"), watchdog=watchdog)
         self.records = results.load_records(rwdir)
         progress = (rwdir / vm.PROGRESS_FILE)
         running = results.parse_progress(progress.read_text() if progress.exists() else None)

@@ -90,9 +90,9 @@ def scaled(seconds: float) -> float:
     return seconds * factor()
 
 
-def guest_env() -> str:
-    """The shell assignment that hands the host's factor to a guest command."""
-    return f"{ENV_FACTOR}={factor()}"
+def guest_env() -> dict[str, str]:
+    """The environment that hands the host's factor to a guest command."""
+    return {ENV_FACTOR: str(factor())}
 
 
 # ---- slow mode: a VM limited to a share of one core ------------------------------------------------------

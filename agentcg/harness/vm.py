@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentcg.harness import slowness
-from agentcg.paths import CACHE_DIR
+from agentcg.paths import CACHE_DIR, REPO_ROOT
 
 GUEST_EXIT_UNSET = 255
 EXIT_FILE = "exit_code"
@@ -134,6 +134,29 @@ def run_guest(image: Path, guest_cmd: str, rwdir: Path, *, accel: str = "auto", 
         except slowness.SlownessError as e:
             raise VMError(str(e))
         return _run_watched(cmd, env, console_path, rwdir, watchdog, join)
+
+
+def guest_command(argv: list[str], rwdir: Path, *, env: dict[str, str] | None = None, capture: bool = False,
+                  announce: bool = False) -> str:
+    """The one shell line every guest runs: `argv` in this checkout, with the host's slowness factor and `env`;
+    its exit status goes to rwdir/exit_code whatever it is. An argv starting with `agentcg` runs this checkout's
+    agentcg under the host's interpreter. capture: stdout and stderr into rwdir/stdout and rwdir/stderr (else the
+    console). announce: write the progress file first, for commands that report no progress of their own (the
+    watchdog's boot bound ends there)."""
+    q = shlex.quote
+    argv = [sys.executable, "-m", "agentcg", *argv[1:]] if argv and argv[0] == "agentcg" else list(argv)
+    assigns = " ".join(f"{k}={q(v)}" for k, v in {**slowness.guest_env(), **(env or {})}.items())
+    line = f"cd {q(str(REPO_ROOT))} && {assigns} {shlex.join(argv)}"
+    if capture:
+        line += f" > {q(str(rwdir / 'stdout'))} 2> {q(str(rwdir / 'stderr'))}"
+    line += f"; echo $? > {q(str(rwdir / EXIT_FILE))}"
+    return (f"echo running > {q(str(rwdir / PROGRESS_FILE))}; " if announce else "") + line
+
+
+def run_argv(image: Path, argv: list[str], rwdir: Path, *, env: dict[str, str] | None = None, capture: bool = False,
+             announce: bool = False, **boot) -> VMOutcome:
+    """Boot `image` and run `argv` in it (guest_command); `boot` as run_guest's (accel, cpus, memory, watchdog)."""
+    return run_guest(image, guest_command(argv, rwdir, env=env, capture=capture, announce=announce), rwdir, **boot)
 
 
 def _run_watched(cmd: list[str], env: dict, console_path: Path, rwdir: Path, watchdog: Watchdog,
