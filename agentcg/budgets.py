@@ -10,9 +10,8 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from agentcg import classify
+from agentcg import classify, config
+from agentcg.config import ConfigError
 from agentcg.paths import REPO_ROOT
 from agentcg.stats import percentile
 from agentcg.vocab import MIB
@@ -20,44 +19,53 @@ from agentcg.vocab import MIB
 DEFAULT_FILE = REPO_ROOT / "fixtures" / "budgets.yaml"
 
 
-class BudgetError(Exception):
+class BudgetError(ConfigError):
     pass
 
 
 @dataclass
 class BudgetConfig:
-    default_mib: float
-    classes: dict[str, float]
+    default_mib: float = 256
+    classes: dict[str, float] = field(default_factory=dict)
     headroom: float = 1.25
     window: int = 50
     min_mib: float = 32
     max_mib: float = 8192
 
 
+ADAPT_KEYS = ("headroom", "window", "min_mib", "max_mib")
+
+
 def load_config(path: Path = DEFAULT_FILE) -> BudgetConfig:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise BudgetError(f"budget file {path}: {e.strerror}")
-    except yaml.YAMLError as e:
-        raise BudgetError(f"budget file {path} is not valid YAML: {e}")
-    if not isinstance(data, dict) or not isinstance(data.get("classes", {}), dict):
-        raise BudgetError(f"budget file {path}: expected 'default_mib' and a 'classes' mapping")
-    adapt = data.get("adapt") or {}
-    try:
-        cfg = BudgetConfig(default_mib=float(data.get("default_mib", 256)),
-                           classes={str(k): float(v) for k, v in (data.get("classes") or {}).items()},
-                           headroom=float(adapt.get("headroom", 1.25)), window=int(adapt.get("window", 50)),
-                           min_mib=float(adapt.get("min_mib", 32)), max_mib=float(adapt.get("max_mib", 8192)))
-    except (TypeError, ValueError) as e:
-        raise BudgetError(f"budget file {path}: numbers expected ({e})")
+    """The budget file: default_mib, classes {class: MiB}, adapt {headroom, window, min_mib, max_mib}; defaults:
+    BudgetConfig's fields."""
+    where = f"budget file {path}"
+
+    def numbers(convert):
+        def conv(raw):
+            try:
+                return convert(raw)
+            except (TypeError, ValueError, AttributeError) as e:
+                raise BudgetError(f"{where}: numbers expected ({e})") from None
+        return conv
+
+    def adapt(raw) -> dict:
+        values = config.mapping(raw, "adapt", where, BudgetError)
+        config.check_keys(values, ADAPT_KEYS, f"{where}: adapt", BudgetError)
+        return {k: (int(v) if k == "window" else float(v)) for k, v in values.items()}
+
+    def classes(raw) -> dict[str, float]:
+        return {str(k): float(v) for k, v in config.mapping(raw, "classes", where, BudgetError).items()}
+
+    cfg = config.build(BudgetConfig, config.read_mapping(path, BudgetError),
+                       {"default_mib": numbers(float), "classes": numbers(classes), "adapt": numbers(adapt)},
+                       where, BudgetError)
     values = [cfg.default_mib, cfg.min_mib, cfg.max_mib, *cfg.classes.values()]
     if any(v <= 0 or math.isnan(v) for v in values) or cfg.min_mib > cfg.max_mib or cfg.headroom < 1:
-        raise BudgetError(f"budget file {path}: budgets must be positive, min_mib <= max_mib, headroom >= 1")
+        raise BudgetError(f"{where}: budgets must be positive, min_mib <= max_mib, headroom >= 1")
     unknown = set(cfg.classes) - set(classify.CATEGORIES)
     if unknown:
-        raise BudgetError(f"budget file {path}: unknown classes {sorted(unknown)} "
-                          f"(known: {', '.join(classify.CATEGORIES)})")
+        raise BudgetError(f"{where}: unknown classes {sorted(unknown)} (known: {', '.join(classify.CATEGORIES)})")
     return cfg
 
 

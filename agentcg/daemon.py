@@ -20,30 +20,22 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import yaml
-
-from agentcg import ladder, mechanisms
+from agentcg import config, ladder, mechanisms, metrics
 from agentcg.budgets import DEFAULT_FILE, BudgetError, Budgets
 from agentcg.budgets import load_config as load_budgets
 from agentcg.cgroup import ROOT as CGROUP_ROOT
 from agentcg.controller import Controller, EventLog
 from agentcg.layout import DEFAULT_ROOT, DEFAULT_STATE, Layout, LayoutError, check_name
 from agentcg.stopping import Stop
-from agentcg.vocab import MIB, PRIORITIES
+from agentcg.config import ConfigError
+from agentcg.vocab import DEFAULT_PRIORITY, MIB, PRIORITIES
 
-KEYS = {"root", "state", "interval_ms", "event_log", "metrics_port", "budgets", "ladder", "workloads",
-        "memory_policy", "cpu_scheduler", "exec_tracer", "bpf_dir"}
 CHOICES = {"memory_policy": mechanisms.MEMORY_CHOICES, "cpu_scheduler": mechanisms.CPU_CHOICES,
            "exec_tracer": mechanisms.TRACER_CHOICES}
 LADDER_KEYS = {"reserve_mib", "runaway_factor", "stall_frac", "freeze_after_s", "kill_after_s"}
 WORKLOAD_KEYS = {"name", "priority", "agent_min_mib", "memory_max_mib"}
-
-
-class ConfigError(Exception):
-    pass
 
 
 @dataclass
@@ -63,96 +55,52 @@ class DaemonConfig:
 
 
 def load_config(path: Path | None) -> DaemonConfig:
-    """Parse and validate; every problem is one ConfigError naming the key."""
+    """Parse and validate; every problem is one ConfigError naming the key. Defaults: DaemonConfig's and
+    LadderConfig's fields."""
     if path is None:
         return DaemonConfig()
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as e:
-        raise ConfigError(f"config {path}: {e.strerror}")
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config {path} is not valid YAML: {e}")
-    if not isinstance(data, dict):
-        raise ConfigError(f"config {path}: expected a mapping at the top")
-    unknown = set(data) - KEYS
-    if unknown:
-        raise ConfigError(f"config {path}: unknown keys {sorted(unknown)} (known: {', '.join(sorted(KEYS))})")
-    try:
-        lad = data.get("ladder") or {}
-        if not isinstance(lad, dict) or set(lad) - LADDER_KEYS:
-            raise ConfigError(f"config {path}: ladder takes {', '.join(sorted(LADDER_KEYS))}")
-        ladder_cfg = ladder.LadderConfig(
-            reserve_bytes=int(float(lad.get("reserve_mib", 64)) * MIB),
-            runaway_factor=float(lad.get("runaway_factor", 4)), stall_frac=float(lad.get("stall_frac", 0.5)),
-            freeze_after_s=float(lad.get("freeze_after_s", 1)), kill_after_s=float(lad.get("kill_after_s", 3)))
-        cfg = DaemonConfig(root=Path(data.get("root", DEFAULT_ROOT)), state=Path(data.get("state", DEFAULT_STATE)),
-                           interval_ms=float(data.get("interval_ms", 50)),
-                           event_log=Path(data["event_log"]) if data.get("event_log") else None,
-                           metrics_port=int(data.get("metrics_port", 9707)),
-                           budgets=Path(data.get("budgets", DEFAULT_FILE)), ladder=ladder_cfg,
-                           workloads=list(data.get("workloads") or []),
-                           memory_policy=str(data.get("memory_policy", "auto")),
-                           cpu_scheduler=str(data.get("cpu_scheduler", "auto")),
-                           exec_tracer=str(data.get("exec_tracer", "off")),
-                           bpf_dir=Path(data["bpf_dir"]) if data.get("bpf_dir") else None)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"config {path}: {e}")
+    where = f"config {path}"
+
+    def ladder_config(raw) -> ladder.LadderConfig:
+        lad = config.mapping(raw, "ladder", where)
+        if set(lad) - LADDER_KEYS:
+            raise ConfigError(f"{where}: ladder takes {', '.join(sorted(LADDER_KEYS))}")
+        return ladder.LadderConfig(**{("reserve_bytes" if k == "reserve_mib" else k):
+                                      (int(float(v) * MIB) if k == "reserve_mib" else float(v)) for k, v in lad.items()})
+
+    def optional_path(raw) -> Path | None:
+        return Path(raw) if raw else None
+
+    cfg = config.build(DaemonConfig, config.read_mapping(path, ConfigError), {
+        "root": Path, "state": Path, "interval_ms": float, "event_log": optional_path, "metrics_port": int,
+        "budgets": Path, "ladder": ladder_config, "workloads": lambda raw: _workloads(raw, where),
+        "memory_policy": str, "cpu_scheduler": str, "exec_tracer": str, "bpf_dir": optional_path}, where, ConfigError)
     for key, choices in CHOICES.items():
-        if getattr(cfg, key) not in choices:
-            raise ConfigError(f"config {path}: {key} must be one of {', '.join(choices)}")
+        config.one_of(getattr(cfg, key), choices, key, where, ConfigError)
     if cfg.interval_ms <= 0 or not 0 <= cfg.metrics_port < 65536:
-        raise ConfigError(f"config {path}: interval_ms must be > 0 and metrics_port a port number")
+        raise ConfigError(f"{where}: interval_ms must be > 0 and metrics_port a port number")
+    return cfg
+
+
+def _workloads(raw, where: str) -> list[dict]:
     names = set()
-    for w in cfg.workloads:
+    for w in raw or []:
         if not isinstance(w, dict) or set(w) - WORKLOAD_KEYS or "name" not in w:
-            raise ConfigError(f"config {path}: each workload needs name and may set "
+            raise ConfigError(f"{where}: each workload needs name and may set "
                               f"{', '.join(sorted(WORKLOAD_KEYS - {'name'}))}")
         try:
             check_name(str(w["name"]))
         except LayoutError as e:
-            raise ConfigError(f"config {path}: {e}")
+            raise ConfigError(f"{where}: {e}")
         if w["name"] in names:
-            raise ConfigError(f"config {path}: workload {w['name']!r} listed twice")
+            raise ConfigError(f"{where}: workload {w['name']!r} listed twice")
         names.add(w["name"])
-        if w.get("priority", "normal") not in PRIORITIES:
-            raise ConfigError(f"config {path}: workload {w['name']}: priority must be one of "
-                              f"{', '.join(PRIORITIES)}")
+        config.one_of(w.get("priority", DEFAULT_PRIORITY), PRIORITIES, "priority", f"{where}: workload {w['name']}",
+                      ConfigError)
         for key in ("agent_min_mib", "memory_max_mib"):
-            if key in w and (not isinstance(w[key], (int, float)) or w[key] <= 0):
-                raise ConfigError(f"config {path}: workload {w['name']}: {key} must be a positive number")
-    return cfg
-
-
-def metrics_text(ctl: Controller) -> str:
-    status = ctl.status()
-    lines = ["# TYPE agentcg_ticks_total counter", f"agentcg_ticks_total {status['ticks']}",
-             "# TYPE agentcg_decisions_total counter", f"agentcg_decisions_total {status['decisions']}",
-             "# TYPE agentcg_workload_memory_bytes gauge", "# TYPE agentcg_call_memory_bytes gauge",
-             "# TYPE agentcg_call_budget_bytes gauge"]
-    for wname, w in status["workloads"].items():
-        lines.append(f'agentcg_workload_memory_bytes{{workload="{wname}"}} {w["usage"]}')
-        for call, c in w["calls"].items():
-            labels = f'workload="{wname}",call="{call}",class="{c["cls"]}",stage="{c["stage"]}"'
-            lines.append(f"agentcg_call_memory_bytes{{{labels}}} {c['usage']}")
-            if c["budget"]:
-                lines.append(f"agentcg_call_budget_bytes{{{labels}}} {c['budget']}")
-    return "\n".join(lines) + "\n"
-
-
-def serve_metrics(ctl: Controller, port: int) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = metrics_text(ctl).encode() if self.path == "/metrics" else b"see /metrics\n"
-            self.send_response(200 if self.path == "/metrics" else 404)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+            if key in w and (isinstance(w[key], bool) or not isinstance(w[key], (int, float)) or w[key] <= 0):
+                raise ConfigError(f"{where}: workload {w['name']}: {key} must be a positive number")
+    return list(raw or [])
 
 
 def write_state(ctl: Controller, state_dir: Path, mech: mechanisms.Mechanisms | None = None) -> None:
@@ -250,7 +198,7 @@ def run(cfg: DaemonConfig, stop: Stop | None = None) -> None:
             write_state(c, cfg.state, mech)
             last_state[0] = time.monotonic()
     try:
-        server = serve_metrics(ctl, cfg.metrics_port) if cfg.metrics_port else None
+        server = metrics.serve(ctl.status, cfg.metrics_port) if cfg.metrics_port else None
         ctl.log.emit(event="daemon_started", workloads=ctl.layout.workloads(), mechanisms=mech.summary())
         ctl.run(stop, on_tick)
     finally:

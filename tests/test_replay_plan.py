@@ -270,7 +270,7 @@ def test_recorded_traces_without_the_shared_directory_are_a_skip_not_a_failure(t
 
 
 @pytest.mark.parametrize("text, message", [
-    ("agents: [{trace: x", "invalid YAML"),
+    ("agents: [{trace: x", "not valid YAML"),
     ("- 1\n- 2", "mapping at the top level"),
     ("agents: []", "non-empty list"),
     ("name: x", "non-empty list"),

@@ -3,13 +3,14 @@ parent budget. Loaded from YAML (fixtures/scenarios), a trace file, a recorded r
 (the traces of ../shared/traces); every error is a ScenarioError naming the file and the field."""
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentcg import config
+from agentcg.config import ConfigError
 from agentcg.paths import REPO_ROOT
-from agentcg.vocab import PRIORITIES
+from agentcg.vocab import DEFAULT_PRIORITY, PRIORITIES
 from agentcg.workloads import traces as tracefiles
 from agentcg.workloads.plan import Curve
 from agentcg.workloads.traces import Trace, TraceError
@@ -28,7 +29,7 @@ RECORDED = "recorded:"
 
 
 
-class ScenarioError(Exception):
+class ScenarioError(ConfigError):
     """A scenario file that cannot be used; the message names the file and the problem."""
 
 
@@ -128,14 +129,6 @@ def resolve_trace(ref: str, base_dir: Path | None = None, traces_root: Path | No
     raise ScenarioError(f"unknown trace {ref!r}: no such file (looked in {', '.join(str(c) for c in candidates)})")
 
 
-def _positive(value, what: str, where: str, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ScenarioError(f"{where}: {what} must be a number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ScenarioError(f"{where}: {what} must be {'>= 0' if allow_zero else 'positive'}, got {value!r}")
-    return float(value)
-
-
 def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario:
     """Read and validate a scenario YAML; budgets are computed from the traces here.
 
@@ -150,36 +143,22 @@ def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario
         name: bio-hard               # optional (default: from the trace name)
         priority: high               # high | normal | low (default normal)
     """
-    import yaml
     path = Path(path)
     where = str(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ScenarioError(f"{where}: cannot read ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise ScenarioError(f"{where}: invalid YAML ({e})".replace("\n", " ")) from None
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{where}: expected a mapping at the top level")
-    unknown = set(data) - {"name", "description", "speed", "mem_scale", "budget", "agents"}
-    if unknown:
-        raise ScenarioError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    data = config.read_mapping(path, ScenarioError)
+    config.check_keys(data, ("name", "description", "speed", "mem_scale", "budget", "agents"), where, ScenarioError)
     raw_agents = data.get("agents")
     if not isinstance(raw_agents, list) or not raw_agents:
         raise ScenarioError(f"{where}: agents must be a non-empty list")
-    speed = _positive(data.get("speed", DEFAULT_SPEED), "speed", where)
-    mem_scale = _positive(data.get("mem_scale", DEFAULT_MEM_SCALE), "mem_scale", where)
+    speed = config.number(data.get("speed", DEFAULT_SPEED), "speed", where, ScenarioError)
+    mem_scale = config.number(data.get("mem_scale", DEFAULT_MEM_SCALE), "mem_scale", where, ScenarioError)
     agents, taken = [], set()
     for i, raw in enumerate(raw_agents):
         at = f"{where}: agents[{i}]"
         if not isinstance(raw, dict) or not isinstance(raw.get("trace"), str) or not raw["trace"]:
             raise ScenarioError(f"{at}: expected a mapping with a 'trace' string")
-        extra = set(raw) - {"trace", "name", "priority"}
-        if extra:
-            raise ScenarioError(f"{at}: unknown key(s) {', '.join(sorted(extra))}")
-        priority = raw.get("priority", "normal")
-        if priority not in PRIORITIES:
-            raise ScenarioError(f"{at}: priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+        config.check_keys(raw, ("trace", "name", "priority"), at, ScenarioError)
+        priority = config.one_of(raw.get("priority", DEFAULT_PRIORITY), PRIORITIES, "priority", at, ScenarioError)
         name = raw.get("name")
         if name is not None and (not isinstance(name, str) or not name):
             raise ScenarioError(f"{at}: name must be a non-empty string")
@@ -203,10 +182,10 @@ def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario
                 not set(raw_budget) <= {"share_of_peaks", "bytes"}:
             raise ScenarioError(f"{where}: budget must be {{share_of_peaks: F}}, {{bytes: N}} or null")
         if "share_of_peaks" in raw_budget:
-            share = _positive(raw_budget["share_of_peaks"], "budget share_of_peaks", where)
+            share = config.number(raw_budget["share_of_peaks"], "budget share_of_peaks", where, ScenarioError)
             budget = int(round(share * sum(Curve(a.trace).peak for a in agents)))
         else:
-            fixed = int(_positive(raw_budget["bytes"], "budget bytes", where))
+            fixed = int(config.number(raw_budget["bytes"], "budget bytes", where, ScenarioError))
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name:
         raise ScenarioError(f"{where}: name must be a non-empty string")
