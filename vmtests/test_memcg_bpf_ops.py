@@ -287,13 +287,19 @@ def dying_memcgs():
                ["nr_dying_descendants"])
 
 
+def cycles(kind: str, cgroup: Path, count: int) -> dict:
+    """bpf/tests/memcg_cycles: attach (or create, attach and remove) COUNT times in a loop."""
+    return memcg_bpf._loader(kind, str(memcg_bpf.obj("memcg_test")), "--cgroup", str(cgroup), "--count", str(count),
+                             tool="memcg_cycles")
+
+
 # 1000 attach/detach cycles under memory load leave no links, maps or memcgs behind (the per-test guard checks
 # BPF ids and kernel splats).
 def test_attach_detach_cycles_leak_nothing(cg):
     cg.enable("memory")
     load = cg.child("load").spawn([sys.executable, "-m", "agentcg.harness.memhog", "32", "--hold"], stdout=subprocess.PIPE)
     target = cg.child("target")
-    assert memcg_bpf.attach_cycle(memcg_bpf.obj("memcg_test"), target.path, 1000) == 1000
+    assert cycles("attach", target.path, 1000)["cycles"] == 1000
     load.kill()
 
 
@@ -305,7 +311,7 @@ def test_cgroup_remove_with_attached_link_cycles(cg):
     parent = cg.child("churn")
     parent.enable("memory")
     before = dying_memcgs()
-    result = memcg_bpf.remove_cycle(memcg_bpf.obj("memcg_test"), parent.path, 200)
+    result = cycles("remove", parent.path, 200)
     assert result["cycles"] == 200 and result["hups"] == 200
     load.kill()
     deadline = time.monotonic() + 30

@@ -63,9 +63,9 @@ def bpf_dir() -> Path:
     return Path(value)
 
 
-def _loader(*args: str, timeout: float = 600) -> dict:
-    proc = subprocess.run([str(bpf_dir() / "memcg_loader"), *args], capture_output=True, text=True,
-                          timeout=timeout)
+def _loader(*args: str, timeout: float = 600, tool: str = "memcg_loader") -> dict:
+    """Run one of bpf/'s JSON-speaking tools (memcg_loader, or a test tool of bpf/tests/) and return its answer."""
+    proc = subprocess.run([str(bpf_dir() / tool), *args], capture_output=True, text=True, timeout=timeout)
     try:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -101,7 +101,7 @@ class Attachment:
         return _loader("info", "--pin", str(self.pin))
 
     def wait_hup(self, timeout_ms: int) -> bool:
-        return _loader("wait-hup", "--pin", str(self.pin), "--timeout-ms", str(timeout_ms))["hup"]
+        return _loader("info", "--pin", str(self.pin), "--timeout-ms", str(timeout_ms))["hup"]
 
     def detach(self) -> None:
         _loader("detach", "--pin", str(self.pin))
@@ -144,14 +144,6 @@ def attach(obj_path: Path, cgroup: Path | None, pin: Path, override: bool = Fals
         args += ["--set", f"{name}={value}"]
     r = _loader(*args)
     return Attachment(pin, r["link_id"], r["map_id"], r["cgroup_id"])
-
-
-def attach_cycle(obj_path: Path, cgroup: Path, count: int) -> int:
-    return _loader("attach-cycle", str(obj_path), "--cgroup", str(cgroup), "--count", str(count))["cycles"]
-
-
-def remove_cycle(obj_path: Path, parent: Path, count: int) -> dict:
-    return _loader("remove-cycle", str(obj_path), "--cgroup", str(parent), "--count", str(count))
 
 
 # ---- bpf/memcg_policy.bpf.c: AgentCgroup's policy (its ABI: bpf/include/memcg_policy.h) ---------------------

@@ -24,49 +24,10 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "common.h"
 #include "exec_tracer.h"
 
 #define POLL_MS 100
-
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig)
-{
-	stop_signal = sig;
-}
-
-static void json_str(const char *s, size_t max)
-{
-	putchar('"');
-	for (size_t i = 0; i < max && s[i]; i++) {
-		unsigned char c = s[i];
-
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
-static int fail(const char *stage, int err, const char *what)
-{
-	char buf[512];
-
-	snprintf(buf, sizeof(buf), "%s: %s", what, strerror(err));
-	printf("{\"ok\": false, \"stage\": \"%s\", \"errno\": %d, \"error\": ", stage, err);
-	json_str(buf, sizeof(buf));
-	printf("}\n");
-	fflush(stdout);
-	return 1;
-}
-
-static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
-{
-	return level == LIBBPF_DEBUG ? 0 : vfprintf(stderr, fmt, args);
-}
 
 static int on_event(void *ctx, void *data, size_t size)
 {

@@ -9,8 +9,8 @@
  *                [--flags N] [--set VAR=VALUE]...
  *   memcg_loader detach --pin DIR        (BPF_LINK_DETACH; pins stay)
  *   memcg_loader unpin --pin DIR         (remove pins: the link goes with its last fd)
- *   memcg_loader info --pin DIR          (link ids, cgroup id, whether it polls EPOLLHUP)
- *   memcg_loader wait-hup --pin DIR --timeout-ms N
+ *   memcg_loader info --pin DIR [--timeout-ms N]
+ *                (link ids, cgroup id, whether it polls EPOLLHUP, waiting up to N ms for it)
  *   memcg_loader map-dump --pin DIR --map NAME          (u64 array values)
  *   memcg_loader map-update --pin DIR --map NAME --key-hex H --value-hex H
  *   memcg_loader map-lookup --pin DIR --map NAME --key-hex H           (value as hex)
@@ -18,10 +18,7 @@
  *   memcg_loader serve --pin DIR [--map RINGBUF]
  *                (a session for a controller: commands on stdin, one JSON reply line each;
  *                 ring buffer records streamed as they arrive, see cmd_serve)
- *   memcg_loader attach-cycle OBJ --cgroup PATH --count N
- *                (load once; N times attach a link to PATH and drop it again)
- *   memcg_loader remove-cycle OBJ --cgroup PARENT --count N
- *                (N times: mkdir PARENT/rmN, attach there, rmdir it, expect EPOLLHUP)
+ * (Stress commands that only tests need are in bpf/tests/memcg_cycles.c.)
  *
  * --set assigns a `const volatile` global (u8/u16/u32/u64) before load; it is
  * how configuration reaches a policy that the verifier then sees as constant.
@@ -41,108 +38,42 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
-
-#ifndef BPF_F_CGROUP_FD
-#define BPF_F_CGROUP_FD (1U << 7)
-#endif
+#include "common.h"
+#include "memcg_ops.h"
 
 #define MAX_SETS 16
 
 struct opts {
 	const char *cmd, *obj, *pin, *cgroup, *map, *key_hex, *value_hex;
 	const char *sets[MAX_SETS];
-	int nr_sets, no_cgroup, override, timeout_ms, count;
+	int nr_sets, no_cgroup, override, timeout_ms;
 	long long raw_flags;	/* -1: derive from --cgroup/--override */
 };
-
-static int fail(const char *stage, int err, const char *what)
-{
-	printf("{\"ok\": false, \"stage\": \"%s\", \"errno\": %d, \"error\": \"%s: %s\"}\n",
-	       stage, err, what, strerror(err));
-	return 1;
-}
-
-static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list args)
-{
-	/* the verifier log is useful when a load fails: keep warnings on stderr */
-	if (level == LIBBPF_DEBUG)
-		return 0;
-	return vfprintf(stderr, fmt, args);
-}
 
 static int set_rodata(struct bpf_object *obj, const char *assignment)
 {
 	char name[128];
 	const char *eq = strchr(assignment, '=');
 	unsigned long long value;
-	struct bpf_map *map;
-	const struct btf_type *sec;
-	const struct btf_var_secinfo *vs;
-	struct btf *btf = bpf_object__btf(obj);
-	size_t size;
-	char *data;
-	int i, sec_id;
+	size_t size = 0;
+	char *var;
 
 	if (!eq || eq - assignment >= (long)sizeof(name))
 		return -EINVAL;
 	memcpy(name, assignment, eq - assignment);
 	name[eq - assignment] = 0;
 	value = strtoull(eq + 1, NULL, 0);
-
-	bpf_object__for_each_map(map, obj) {
-		if (!strstr(bpf_map__name(map), ".rodata"))
-			continue;
-		sec_id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
-		if (sec_id < 0)
-			return -ENOENT;
-		sec = btf__type_by_id(btf, sec_id);
-		data = bpf_map__initial_value(map, &size);
-		vs = btf_var_secinfos(sec);
-		for (i = 0; i < btf_vlen(sec); i++, vs++) {
-			const struct btf_type *var = btf__type_by_id(btf, vs->type);
-
-			if (strcmp(btf__name_by_offset(btf, var->name_off), name))
-				continue;
-			if (vs->offset + vs->size > size)
-				return -E2BIG;
-			switch (vs->size) {
-			case 1: *(__u8 *)(data + vs->offset) = value; break;
-			case 2: *(__u16 *)(data + vs->offset) = value; break;
-			case 4: *(__u32 *)(data + vs->offset) = value; break;
-			case 8: *(__u64 *)(data + vs->offset) = value; break;
-			default: return -EINVAL;
-			}
-			return 0;
-		}
+	var = global_var(obj, ".rodata", name, &size);
+	if (!var)
+		return -ENOENT;
+	switch (size) {
+	case 1: *(__u8 *)var = value; break;
+	case 2: *(__u16 *)var = value; break;
+	case 4: *(__u32 *)var = value; break;
+	case 8: *(__u64 *)var = value; break;
+	default: return -EINVAL;
 	}
-	return -ENOENT;
-}
-
-/*
- * libbpf (up to the 1.5 in 6.12's tools/) writes a struct_ops map's value, which
- * makes it ready for BPF_LINK_CREATE, only inside bpf_map__attach_struct_ops().
- * That link has no cgroup, which memcg_bpf_ops refuses (-EINVAL): call it once to
- * write the value, then create the cgroup link ourselves.
- */
-static void prime_struct_ops(struct bpf_map *ops)
-{
-	struct bpf_link *l = bpf_map__attach_struct_ops(ops);
-
-	/* should the kernel accept a link without a cgroup, do not keep it */
-	if (l)
-		bpf_link__destroy(l);
-}
-
-static int link_create(int map_fd, int target_fd, __u32 flags)
-{
-	union bpf_attr attr;
-
-	memset(&attr, 0, sizeof(attr));
-	attr.link_create.map_fd = map_fd;
-	attr.link_create.target_fd = target_fd;
-	attr.link_create.attach_type = BPF_STRUCT_OPS;
-	attr.link_create.flags = flags;
-	return syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
+	return 0;
 }
 
 static void unpin_all(const char *dir)
@@ -421,102 +352,6 @@ static int cmd_map_op(struct opts *o, const char *op)
 	return ret;
 }
 
-/* Load an object for the cycle commands; returns the struct_ops map fd or -errno. */
-static int load_ops(const char *file, struct bpf_object **objp)
-{
-	struct bpf_object *obj = bpf_object__open_file(file, NULL);
-	struct bpf_map *map, *ops = NULL;
-	int err;
-
-	if (!obj)
-		return -errno;
-	bpf_object__for_each_map(map, obj)
-		if (bpf_map__type(map) == BPF_MAP_TYPE_STRUCT_OPS)
-			ops = map;
-	err = ops ? bpf_object__load(obj) : -ENOENT;
-	if (err) {
-		bpf_object__close(obj);
-		return err;
-	}
-	prime_struct_ops(ops);
-	*objp = obj;
-	return bpf_map__fd(ops);
-}
-
-static int cmd_attach_cycle(struct opts *o, int count)
-{
-	struct bpf_object *obj;
-	int map_fd = load_ops(o->obj, &obj), i, done = 0, err = 0;
-	int cg_fd = open(o->cgroup, O_RDONLY | O_DIRECTORY);
-
-	if (map_fd < 0 || cg_fd < 0) {
-		err = map_fd < 0 ? -map_fd : errno;
-		if (map_fd >= 0)
-			bpf_object__close(obj);
-		if (cg_fd >= 0)
-			close(cg_fd);
-		return fail("load", err, o->obj);
-	}
-	for (i = 0; i < count; i++) {
-		int link = link_create(map_fd, cg_fd, BPF_F_CGROUP_FD);
-
-		if (link < 0) {
-			err = errno;
-			break;
-		}
-		/* closing the only fd releases the link: dealloc -> unreg */
-		close(link);
-		done++;
-	}
-	close(cg_fd);
-	bpf_object__close(obj);
-	if (err)
-		return fail("attach", err, "cycle");
-	printf("{\"ok\": true, \"cycles\": %d}\n", done);
-	return 0;
-}
-
-static int cmd_remove_cycle(struct opts *o, int count)
-{
-	struct bpf_object *obj;
-	char path[PATH_MAX];
-	int map_fd = load_ops(o->obj, &obj), i, done = 0, hups = 0, err = 0;
-
-	if (map_fd < 0)
-		return fail("load", -map_fd, o->obj);
-	for (i = 0; i < count && !err; i++) {
-		struct pollfd pfd;
-		int cg_fd, link;
-
-		snprintf(path, sizeof(path), "%s/rm%d", o->cgroup, i);
-		if (mkdir(path, 0755)) {
-			err = errno;
-			break;
-		}
-		cg_fd = open(path, O_RDONLY | O_DIRECTORY);
-		link = cg_fd < 0 ? -1 : link_create(map_fd, cg_fd, BPF_F_CGROUP_FD);
-		if (link < 0)
-			err = errno;
-		if (cg_fd >= 0)
-			close(cg_fd);
-		if (rmdir(path) && !err)
-			err = errno;
-		if (link >= 0) {
-			pfd.fd = link;
-			pfd.events = POLLIN;
-			if (poll(&pfd, 1, 5000) > 0 && (pfd.revents & POLLHUP))
-				hups++;
-			close(link);
-		}
-		done++;
-	}
-	bpf_object__close(obj);
-	if (err)
-		return fail("cycle", err, path);
-	printf("{\"ok\": true, \"cycles\": %d, \"hups\": %d}\n", done, hups);
-	return 0;
-}
-
 static int print_record(void *ctx, void *data, size_t size)
 {
 	int *count = ctx;
@@ -651,13 +486,12 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: memcg_loader attach OBJ --pin DIR [--cgroup PATH|--no-cgroup] [--override]\n"
 			"                    [--flags N] [--set VAR=VALUE]...\n"
-			"       memcg_loader detach|unpin|info --pin DIR\n"
-			"       memcg_loader wait-hup --pin DIR --timeout-ms N\n"
+			"       memcg_loader detach|unpin --pin DIR\n"
+			"       memcg_loader info --pin DIR [--timeout-ms N]\n"
 			"       memcg_loader map-dump --pin DIR --map NAME\n"
 			"       memcg_loader map-update --pin DIR --map NAME --key-hex H --value-hex H\n"
 			"       memcg_loader map-lookup|map-delete --pin DIR --map NAME --key-hex H\n"
-			"       memcg_loader serve --pin DIR [--map RINGBUF]\n"
-			"       memcg_loader attach-cycle|remove-cycle OBJ --cgroup PATH --count N\n");
+			"       memcg_loader serve --pin DIR [--map RINGBUF]\n");
 	return 2;
 }
 
@@ -683,15 +517,10 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--key-hex") && next) o.key_hex = argv[++i];
 		else if (!strcmp(a, "--value-hex") && next) o.value_hex = argv[++i];
 		else if (!strcmp(a, "--timeout-ms") && next) o.timeout_ms = atoi(argv[++i]);
-		else if (!strcmp(a, "--count") && next) o.count = atoi(argv[++i]);
 		else if (a[0] != '-' && !o.obj) o.obj = a;
 		else return usage();
 	}
-	libbpf_set_print(libbpf_quiet);
-	if (!strcmp(o.cmd, "attach-cycle") && o.obj && o.cgroup)
-		return cmd_attach_cycle(&o, o.count);
-	if (!strcmp(o.cmd, "remove-cycle") && o.obj && o.cgroup)
-		return cmd_remove_cycle(&o, o.count);
+	libbpf_set_print(libbpf_print);
 	if (!o.pin)
 		return usage();
 	if (!strcmp(o.cmd, "attach")) {
@@ -707,8 +536,6 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(o.cmd, "info"))
-		return cmd_info(&o, 0);
-	if (!strcmp(o.cmd, "wait-hup"))
 		return cmd_info(&o, o.timeout_ms);
 	if (!strcmp(o.cmd, "map-dump") && o.map)
 		return cmd_map_dump(&o);

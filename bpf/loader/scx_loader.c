@@ -30,6 +30,7 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include "common.h"
 #include "scx_agent.h"
 
 #define POLL_MS 50
@@ -39,80 +40,13 @@ static const char *stat_names[] = { AGENTCG_STATS(AGENTCG_STAT_NAME) };
 #undef AGENTCG_STAT_NAME
 #define NR_STAT_NAMES (sizeof(stat_names) / sizeof(stat_names[0]))
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig)
+/* Global `name` of section `sec` if its size is `want` */
+static void *global_sized(struct bpf_object *obj, const char *sec, const char *name, size_t want)
 {
-	stop_signal = sig;
-}
+	size_t size = 0;
+	void *var = global_var(obj, sec, name, &size);
 
-/* s as a JSON string literal (quotes, backslashes and control characters escaped) */
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = *s;
-
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
-static int fail(const char *stage, int err, const char *what)
-{
-	char buf[512];
-
-	printf("{\"ok\": false, \"stage\": \"%s\", \"errno\": %d, \"error\": ", stage, err);
-	snprintf(buf, sizeof(buf), "%s: %s", what, strerror(err));
-	json_str(buf);
-	printf("}\n");
-	fflush(stdout);
-	return 1;
-}
-
-static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
-{
-	if (level == LIBBPF_DEBUG)
-		return 0;
-	return vfprintf(stderr, fmt, args);
-}
-
-/* Address of global `name` in the mmapped/initial data of section `sec` (".rodata" before load, ".bss"). */
-static void *global_var(struct bpf_object *obj, const char *sec, const char *name, size_t want)
-{
-	struct btf *btf = bpf_object__btf(obj);
-	struct bpf_map *map = bpf_object__find_map_by_name(obj, sec);
-	const struct btf_var_secinfo *vs;
-	const struct btf_type *t;
-	size_t size;
-	char *data;
-	int id, i;
-
-	if (!btf || !map)
-		return NULL;
-	id = btf__find_by_name_kind(btf, sec, BTF_KIND_DATASEC);
-	if (id < 0)
-		return NULL;
-	t = btf__type_by_id(btf, id);
-	data = bpf_map__initial_value(map, &size);
-	if (!data)
-		return NULL;
-	vs = btf_var_secinfos(t);
-	for (i = 0; i < btf_vlen(t); i++, vs++) {
-		const struct btf_type *var = btf__type_by_id(btf, vs->type);
-
-		if (strcmp(btf__name_by_offset(btf, var->name_off), name))
-			continue;
-		if (vs->size != want || vs->offset + vs->size > size)
-			return NULL;
-		return data + vs->offset;
-	}
-	return NULL;
+	return var && size == want ? var : NULL;
 }
 
 static void reply_ok(const char *event, const char *fmt_extra, unsigned long long a)
@@ -130,9 +64,9 @@ static void reply_err(const char *cmd, int err, const char *what)
 
 	snprintf(buf, sizeof(buf), "%s: %s", what, strerror(err));
 	printf("{\"ok\": false, \"event\": \"reply\", \"stage\": \"command\", \"command\": ");
-	json_str(cmd);
+	json_str(cmd, strlen(cmd));
 	printf(", \"errno\": %d, \"error\": ", err);
-	json_str(buf);
+	json_str(buf, sizeof(buf));
 	printf("}\n");
 	fflush(stdout);
 }
@@ -211,7 +145,7 @@ static int run(const char *path, unsigned long long slice_us)
 	bpf_object__for_each_map(map, obj)
 		if (bpf_map__type(map) == BPF_MAP_TYPE_STRUCT_OPS)
 			ops = map;
-	slice = global_var(obj, ".rodata", "slice_ns", sizeof(*slice));
+	slice = global_sized(obj, ".rodata", "slice_ns", sizeof(*slice));
 	if (!ops || !slice) {
 		bpf_object__close(obj);
 		return fail("open", ENOENT, "no sched_ext_ops map or slice_ns in object");
@@ -223,8 +157,8 @@ static int run(const char *path, unsigned long long slice_us)
 		bpf_object__close(obj);
 		return fail("load", -err, "bpf_object__load (verifier log on stderr)");
 	}
-	rec = global_var(obj, ".bss", "exit_rec", sizeof(struct exit_record));
-	force_error = global_var(obj, ".bss", "force_error", sizeof(uint32_t));
+	rec = global_sized(obj, ".bss", "exit_rec", sizeof(struct exit_record));
+	force_error = global_sized(obj, ".bss", "force_error", sizeof(uint32_t));
 	class_fd = bpf_object__find_map_fd_by_name(obj, "cgroup_class");
 	stats_fd = bpf_object__find_map_fd_by_name(obj, "stats");
 	if (!rec || !force_error || class_fd < 0 || stats_fd < 0) {
@@ -283,9 +217,9 @@ static int run(const char *path, unsigned long long slice_us)
 		copy.msg[sizeof(copy.msg) - 1] = 0;
 		printf("{\"ok\": false, \"event\": \"exited\", \"kind\": %u, \"exit_code\": %" PRId64 ", \"reason\": ",
 		       copy.kind, (int64_t)copy.exit_code);
-		json_str(copy.reason);
+		json_str(copy.reason, sizeof(copy.reason));
 		printf(", \"msg\": ");
-		json_str(copy.msg);
+		json_str(copy.msg, sizeof(copy.msg));
 		printf("}\n");
 		fflush(stdout);
 		return 2;
