@@ -108,7 +108,7 @@ def test_moderate_budget_without_control_keeps_every_agent_alive(cg):
 # A tool call whose agent died before the replayer saw its pid (forked just before an OOM kill) is re-parented
 # to the replayer and must still be reaped: cleanup leaves no zombie behind.
 def test_cleanup_reaps_tool_calls_the_replayer_never_saw(cg):
-    from agentcg.workloads.replay import _reap_orphans, _subreaper
+    from agentcg.workloads.engine import _reap_orphans, _subreaper
     agent = cg.child("agent")
     was = _subreaper(True)
     try:
@@ -135,7 +135,7 @@ def test_cleanup_reaps_tool_calls_the_replayer_never_saw(cg):
 def wait_for_zombie_children(timeout: float = 5.0) -> list[int]:
     import time
 
-    from agentcg.workloads.replay import _ppid
+    from agentcg.workloads.engine import _ppid
     deadline = time.monotonic() + timeout
     while True:
         found = [int(p.name) for p in Path("/proc").iterdir()

@@ -2,13 +2,13 @@
 
 python -m agentcg.workloads.worker PLAN.json
 
-Started by agentcg.workloads.replay inside `<agent>/agent` (Cgroup.spawn). Why one worker per agent that forks: a new
+Started by agentcg.workloads.engine inside `<agent>/agent` (Cgroup.spawn). Why one worker per agent that forks: a new
 interpreter costs ~1 s under TCG and an agent makes 50-120 tool calls, so tool calls are `fork()`s of this
 process; the child moves itself into `<agent>/tools/call-N` (writes its pid into that cgroup.procs, which the
 worker creates just before) before it allocates anything, so every byte a tool call touches is charged there.
 Only the standard library is imported (startup cost, and the footprint the agent's cgroup carries).
 
-Protocol. The plan file (written by agentcg.workloads.replay.worker_plan) holds the chunk size, the cgroup paths and the
+Protocol. The plan file (written by agentcg.workloads.engine.worker_plan) holds the chunk size, the cgroup paths and the
 events in time order, times in wall seconds after "go", memory in (already scaled) bytes:
   {"k": "a", "t", "b"}                   the agent process holds b bytes from t on
   {"k": "c", "t", "n", "g", "p", "h", "o"} fork tool call n (of call group g); p = [[dt, bytes], ...] its memory
