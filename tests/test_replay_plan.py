@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from agentcg import cgroup
-from agentcg.cli import replay_cmd
-from agentcg.cli.replay_cmd import replay
+from agentcg.cli import evaluate
+from agentcg.cli.evaluate import replay
 from agentcg.eval.registry import make_policy
 from agentcg.workloads import engine, synth, traces
 from agentcg.workloads.engine import _agent_result, _Run, check_environment, run, worker_plan
@@ -511,7 +511,7 @@ def test_this_host_is_refused_unless_it_really_has_cgroup_v2_memory():
 
 
 def test_cli_fails_cleanly_without_cgroup_v2(tmp_path, monkeypatch):
-    monkeypatch.setattr(replay_cmd, "CGROUP_ROOT", tmp_path)
+    monkeypatch.setattr(evaluate, "CGROUP_ROOT", tmp_path)
     result = CliRunner().invoke(replay, [str(FIXTURES / "synth-small.json"), "--speed", "50"])
     assert result.exit_code == 2
     assert "not a cgroup v2 hierarchy" in result.output and "Traceback" not in result.output

@@ -13,20 +13,16 @@ import click
 from agentcg.budgets import DEFAULT_FILE, BudgetError, Budgets
 from agentcg.budgets import load_config as load_budgets
 from agentcg.cgroup import CgroupError
+from agentcg.cli.errors import fail
 from agentcg.layout import DEFAULT_ROOT, DEFAULT_STATE, TOOL_OOM_SCORE_ADJ, Layout, LayoutError
 from agentcg.vocab import MIB, PRIORITIES
 
 KILLED_EXIT = 137
 
 
-def _fail(message: str) -> None:
-    click.echo(f"agentcg: error: {message}", err=True)
-    sys.exit(2)
-
-
 def _root_only() -> None:
     if os.geteuid() != 0:
-        _fail("this command manages cgroups and needs root")
+        fail("this command manages cgroups and needs root")
 
 
 root_opt = click.option("--root", type=click.Path(path_type=Path), default=DEFAULT_ROOT, show_default=True,
@@ -58,7 +54,7 @@ def workload_create(name, priority, agent_min_mib, memory_max_mib, agent_pid, ro
     except (LayoutError, CgroupError, OSError) as e:
         if agent_pid and name in layout.workloads():
             layout.remove_workload(name)
-        _fail(str(e))
+        fail(str(e))
     click.echo(str(root / name))
 
 
@@ -71,7 +67,7 @@ def workload_remove(name, root, state):
     try:
         Layout(root, state).remove_workload(name)
     except (LayoutError, CgroupError, OSError) as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 @workload.command("list")
@@ -103,12 +99,12 @@ def exec_cmd(wname, cls, budgets_file, root, state, cmd):
         cls = cls or budgets.classify(command)
         cg, meta = layout.start_call(wname, command, cls, budgets.budget_bytes(cls))
     except (BudgetError, LayoutError, OSError) as e:
-        _fail(str(e))
+        fail(str(e))
     try:
         proc = cg.spawn(list(cmd), oom_score_adj=TOOL_OOM_SCORE_ADJ)  # not the agent's -1000, inherited
     except OSError as e:
         layout.finish_call(wname, meta.call)
-        _fail(f"cannot run {cmd[0]}: {e.strerror}")
+        fail(f"cannot run {cmd[0]}: {e.strerror}")
     meta.pid = proc.pid
     layout.save_meta(meta)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -130,7 +126,7 @@ def daemon_cmd(config):
     try:
         daemon.run(daemon.load_config(config))
     except daemon.ConfigError as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 @click.command("status")
@@ -142,9 +138,9 @@ def status_cmd(state, as_json):
     try:
         data = json.loads(path.read_text())
     except PermissionError:
-        _fail(f"{path} is readable by root only")
+        fail(f"{path} is readable by root only")
     except (OSError, ValueError):
-        _fail(f"no daemon state at {path}: is `agentcg daemon` running?")
+        fail(f"no daemon state at {path}: is `agentcg daemon` running?")
     if as_json:
         click.echo(json.dumps(data, indent=1))
         return

@@ -8,19 +8,14 @@ recorded traces ($AGENTCG_TRACES, else <repo>/../shared/traces) are used.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
 from agentcg.analysis import analyze as analysis
+from agentcg.cli.errors import fail
 from agentcg.workloads import record as recorder
 from agentcg.workloads import traces as tracefiles
-
-
-def _fail(message: str) -> None:
-    click.echo(f"agentcg: error: {message}", err=True)
-    sys.exit(2)
 
 
 def _load(paths: tuple[str, ...]):
@@ -28,7 +23,7 @@ def _load(paths: tuple[str, ...]):
     if not paths:
         root = tracefiles.default_root()
         if not root.is_dir():
-            _fail(f"no PATHS given and the shared traces directory {root} does not exist "
+            fail(f"no PATHS given and the shared traces directory {root} does not exist "
                   f"(pass PATHS or set {tracefiles.TRACES_ENV})")
         paths = (str(root),)
     loaded, skipped = [], []
@@ -43,7 +38,7 @@ def _load(paths: tuple[str, ...]):
             except tracefiles.TraceError as e:
                 skipped.append((p, str(e)))
         else:
-            _fail(f"{p}: no such file or directory")
+            fail(f"{p}: no such file or directory")
     return loaded, skipped
 
 
@@ -59,7 +54,7 @@ def analyze(paths, by, as_json, figures_dir, mem_threshold):
     """Characterise agent runs: latency split, tool-time composition, CPU/memory, bursts, spikes, retry loops."""
     loaded, skipped = _load(paths)
     if not loaded:
-        _fail(f"no usable runs ({len(skipped)} skipped; see `agentcg traces summary`)")
+        fail(f"no usable runs ({len(skipped)} skipped; see `agentcg traces summary`)")
     rep = analysis.report(loaded, by=by, mem_threshold_mb=mem_threshold)
     rep["skipped"] = len(skipped)
     if as_json:
@@ -89,7 +84,7 @@ def record(cgroup_path, pid, out_dir, interval, duration, tool_events):
         result = recorder.run(out_dir, cgroup=cgroup_path, pid=pid, interval=interval, duration=duration,
                               tool_events=tool_events, log=lambda m: click.echo(m, err=True))
     except recorder.RecordError as e:
-        _fail(str(e))
+        fail(str(e))
     calls = "" if result.calls is None else f", {result.calls} tool call(s)"
     click.echo(f"{result.samples} sample(s) over {result.seconds:.1f} s{calls} written to {result.out} "
                f"(stopped: {result.stop_reason}; memory: {result.memory_source}, CPU: {result.cpu_source})")

@@ -23,7 +23,7 @@ from agentcg.eval.registry import make_policy
 from agentcg.paths import REPO_ROOT
 from agentcg.workloads.engine import run_scenario
 from agentcg.workloads.plan import ReplayError
-from agentcg.workloads.scenario import SCENARIO_DIR, ScenarioError, load_scenario
+from agentcg.workloads.scenario import SCENARIO_DIR, load_scenario
 
 # The evaluation vmtests: the comparisons `make test` leaves out (marker `evaluation`) and the scheduler's
 # measurements, which the report reads.
@@ -280,7 +280,7 @@ def report(kernel_slug: str) -> dict:
     from rich.table import Table
     m = collect(kernel_slug)
     if not m:
-        raise click.ClickException(f"no measurements in {results_dir(kernel_slug)}: run `agentcg bench` first")
+        raise BenchError(f"no measurements in {results_dir(kernel_slug)}: run `agentcg bench` first")
     out = results_dir(kernel_slug) / "bench"
     out.mkdir(parents=True, exist_ok=True)
     table = Table(title=f"agentcg evaluation on {kernel_slug} (one run; ratios between policies)")
@@ -296,27 +296,20 @@ def report(kernel_slug: str) -> dict:
     return m
 
 
-@click.group(invoke_without_command=True)
-@click.option("--kernel", default="agentcg-6.12", show_default=True)
-@click.option("--run/--no-run", default=True, help="run the evaluation first (else report the last run)")
-@click.option("--sweep/--no-sweep", "do_sweep", default=True, help="include the budget sweep (~20 min under TCG)")
-@click.option("--density/--no-density", "do_density", default=True,
-              help="include the density benchmark (~15 min under TCG)")
-@click.pass_context
-def bench(ctx, kernel: str, run: bool, do_sweep: bool, do_density: bool):
-    """The evaluation: every policy on the same workloads, one table."""
-    if ctx.invoked_subcommand:
-        return
+class BenchError(Exception):
+    pass
+
+
+def evaluate(kernel: str, run: bool = True, do_sweep: bool = True, do_density: bool = True) -> None:
+    """The evaluation on KERNEL (a name of kernel/kernels.yaml or a bzImage path): the evaluation vmtests, the
+    sweep and the density benchmark in guests, then the report."""
     from agentcg.harness import kernels
-    try:
-        k = kernels.resolve(kernel)
-    except kernels.KernelError as e:
-        raise click.ClickException(str(e))
+    k = kernels.resolve(kernel)
     if run:
         code = subprocess.call([sys.executable, "-m", "agentcg", "vmtest", "--kernel", kernel, "--", "-k",
                                 EVALUATION_TESTS], cwd=REPO_ROOT)
         if code not in (0, 1):
-            raise click.ClickException(f"the evaluation vmtests did not run (exit {code})")
+            raise BenchError(f"the evaluation vmtests did not run (exit {code})")
         out = results_dir(k.slug) / "bench"
         out.mkdir(parents=True, exist_ok=True)
         if do_sweep:
@@ -337,35 +330,6 @@ def in_guest(k, args: list[str]) -> str:
                           watchdog=vm.Watchdog(boot_timeout=300, stall_timeout=3600, total_timeout=3600).scaled())
     if not outcome.ok:
         err = (rwdir / "stderr").read_text(errors="replace") if (rwdir / "stderr").exists() else ""
-        raise click.ClickException(f"bench {' '.join(args)} failed ({outcome.killed_reason or f'exit {outcome.guest_exit}'}):"
+        raise BenchError(f"bench {' '.join(args)} failed ({outcome.killed_reason or f'exit {outcome.guest_exit}'}):"
                                    f" {err.strip()[-2000:] or outcome.console_tail(20)}")
     return (rwdir / "stdout").read_text()
-
-
-@bench.command("density")
-@click.option("--pool", default="density", show_default=True, help="scenario whose agents form the pool")
-@click.option("--policy", "policies", multiple=True, default=DENSITY_POLICIES, show_default=True)
-@click.option("--memory-gib", type=float, default=DENSITY_MEMORY_GIB, show_default=True,
-              help="the fixed memory size, in trace GiB (scaled by --mem-scale)")
-@click.option("--speed", type=float, default=50.0, show_default=True)
-@click.option("--mem-scale", type=float, default=0.05, show_default=True)
-def density_cmd(pool, policies, memory_gib, speed, mem_scale):
-    """(In a guest: needs root and cgroup v2.) Agents per fixed memory size, per policy; JSON on stdout."""
-    try:
-        click.echo(json.dumps(density(pool, tuple(policies), int(memory_gib * 2**30), speed, mem_scale), indent=1))
-    except (ReplayError, ScenarioError) as e:
-        raise click.ClickException(str(e))
-
-
-@bench.command("sweep")
-@click.argument("scenario", default="tight")
-@click.option("--policy", "policies", multiple=True, default=SWEEP_POLICIES, show_default=True)
-@click.option("--share", "shares", multiple=True, type=float, default=SWEEP_SHARES, show_default=True)
-@click.option("--speed", type=float, default=50.0, show_default=True)
-@click.option("--mem-scale", type=float, default=0.05, show_default=True)
-def sweep_cmd(scenario, policies, shares, speed, mem_scale):
-    """(In a guest: needs root and cgroup v2.) Budget sweep of SCENARIO; JSON on stdout."""
-    try:
-        click.echo(json.dumps(sweep(scenario, tuple(policies), tuple(shares), speed, mem_scale), indent=1))
-    except (ReplayError, ScenarioError) as e:
-        raise click.ClickException(str(e))

@@ -1,8 +1,8 @@
-"""`agentcg replay`: replay a scenario or a trace in cgroups under a named policy, or measure the replayer."""
+"""The evaluation's commands: replay (a scenario or trace in cgroups under a named policy, or the replayer's
+own fidelity), bench (every policy on the same workloads, one report) and demo."""
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -11,16 +11,15 @@ import click
 
 from agentcg.cgroup import ROOT as CGROUP_ROOT
 from agentcg.cgroup import Cgroup
+from agentcg.cli.errors import fail
+from agentcg.eval.bench import DENSITY_MEMORY_GIB, DENSITY_POLICIES, SWEEP_POLICIES, SWEEP_SHARES, density, sweep
 from agentcg.eval.registry import POLICIES, make_policy
-from agentcg.workloads.engine import bench, check_environment, run_scenario
+from agentcg.harness import kernels
+from agentcg.workloads import engine
+from agentcg.workloads.engine import check_environment, run_scenario
 from agentcg.workloads.plan import DEFAULT_CHUNK, ReplayError
 from agentcg.workloads.results import render, render_bench
 from agentcg.workloads.scenario import DEFAULT_MEM_SCALE, DEFAULT_SPEED, ScenarioError, load_target
-
-
-def _fail(message: str) -> None:
-    click.echo(f"agentcg: error: {message}", err=True)
-    sys.exit(2)
 
 
 @click.command()
@@ -45,16 +44,16 @@ def replay(target, speed, mem_scale, policy, as_json, parent, chunk_kib, bench_m
     try:
         scenario = load_target(target, bench_mode)
     except ScenarioError as e:
-        _fail(str(e))
+        fail(str(e))
     speed = speed if speed is not None else scenario.speed
     mem_scale = mem_scale if mem_scale is not None else scenario.mem_scale
     if speed <= 0 or mem_scale <= 0 or chunk_kib <= 0:
-        _fail("--speed, --mem-scale and --chunk-kib must be positive")
+        fail("--speed, --mem-scale and --chunk-kib must be positive")
     parent_path = Path(parent) if parent else CGROUP_ROOT / f"agentcg-replay-{uuid.uuid4().hex[:8]}"
     try:
         check_environment(parent_path)
     except ReplayError as e:
-        _fail(str(e))
+        fail(str(e))
     created = not parent_path.exists()
     if created:
         Cgroup(parent_path.parent).enable("memory")
@@ -72,13 +71,13 @@ def replay(target, speed, mem_scale, policy, as_json, parent, chunk_kib, bench_m
                     tasks[name] = bar.add_task(name, total=1.0)
                 bar.update(tasks[name], completed=fraction)
             if bench_mode:
-                rows = bench(scenario.agents, parent_cg, speed=speed, mem_scale=mem_scale,
+                rows = engine.bench(scenario.agents, parent_cg, speed=speed, mem_scale=mem_scale,
                              chunk_bytes=chunk_kib * 1024, on_progress=progress)
             else:
                 result = run_scenario(scenario, parent_cg, make_policy(policy), speed=speed, mem_scale=mem_scale,
                                       chunk_bytes=chunk_kib * 1024, on_progress=progress)
     except ReplayError as e:
-        _fail(str(e))
+        fail(str(e))
     finally:
         if created:
             parent_cg.destroy()
@@ -91,3 +90,61 @@ def replay(target, speed, mem_scale, policy, as_json, parent, chunk_kib, bench_m
         click.echo(result.to_json())
     else:
         render(result)
+
+
+@click.command()
+@click.option("--kernel", default="debian-6.12", show_default=True)
+def demo(kernel: str):
+    """Boot KERNEL and show what a static limit does to an agent's tool burst, and what a graduated answer does."""
+    from agentcg.eval import demo as demo_mod
+    try:
+        demo_mod.run(kernel)
+    except (kernels.KernelError, demo_mod.DemoError) as e:
+        fail(str(e))
+
+
+@click.group(invoke_without_command=True)
+@click.option("--kernel", default="agentcg-6.12", show_default=True)
+@click.option("--run/--no-run", default=True, help="run the evaluation first (else report the last run)")
+@click.option("--sweep/--no-sweep", "do_sweep", default=True, help="include the budget sweep (~20 min under TCG)")
+@click.option("--density/--no-density", "do_density", default=True,
+              help="include the density benchmark (~15 min under TCG)")
+@click.pass_context
+def bench(ctx, kernel: str, run: bool, do_sweep: bool, do_density: bool):
+    """The evaluation: every policy on the same workloads, one table (agentcg.eval.bench)."""
+    if ctx.invoked_subcommand:
+        return
+    from agentcg.eval import bench as bench_mod
+    try:
+        bench_mod.evaluate(kernel, run, do_sweep, do_density)
+    except (kernels.KernelError, bench_mod.BenchError) as e:
+        fail(str(e))
+
+
+@bench.command("density")
+@click.option("--pool", default="density", show_default=True, help="scenario whose agents form the pool")
+@click.option("--policy", "policies", multiple=True, default=DENSITY_POLICIES, show_default=True)
+@click.option("--memory-gib", type=float, default=DENSITY_MEMORY_GIB, show_default=True,
+              help="the fixed memory size, in trace GiB (scaled by --mem-scale)")
+@click.option("--speed", type=float, default=50.0, show_default=True)
+@click.option("--mem-scale", type=float, default=0.05, show_default=True)
+def density_cmd(pool, policies, memory_gib, speed, mem_scale):
+    """(In a guest: needs root and cgroup v2.) Agents per fixed memory size, per policy; JSON on stdout."""
+    try:
+        click.echo(json.dumps(density(pool, tuple(policies), int(memory_gib * 2**30), speed, mem_scale), indent=1))
+    except (ReplayError, ScenarioError) as e:
+        fail(str(e))
+
+
+@bench.command("sweep")
+@click.argument("scenario", default="tight")
+@click.option("--policy", "policies", multiple=True, default=SWEEP_POLICIES, show_default=True)
+@click.option("--share", "shares", multiple=True, type=float, default=SWEEP_SHARES, show_default=True)
+@click.option("--speed", type=float, default=50.0, show_default=True)
+@click.option("--mem-scale", type=float, default=0.05, show_default=True)
+def sweep_cmd(scenario, policies, shares, speed, mem_scale):
+    """(In a guest: needs root and cgroup v2.) Budget sweep of SCENARIO; JSON on stdout."""
+    try:
+        click.echo(json.dumps(sweep(scenario, tuple(policies), tuple(shares), speed, mem_scale), indent=1))
+    except (ReplayError, ScenarioError) as e:
+        fail(str(e))
