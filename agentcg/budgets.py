@@ -12,11 +12,10 @@ from pathlib import Path
 
 from agentcg import classify, config
 from agentcg.config import ConfigError
-from agentcg.paths import REPO_ROOT
 from agentcg.stats import percentile
 from agentcg.vocab import MIB
 
-DEFAULT_FILE = REPO_ROOT / "fixtures" / "budgets.yaml"
+DEFAULT_FILE = Path(__file__).with_name("budgets.yaml")  # shipped with the package
 
 
 class BudgetError(ConfigError):

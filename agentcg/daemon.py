@@ -4,7 +4,7 @@ file for `agentcg status`, Prometheus metrics on localhost, and the JSON event l
 Config (all keys optional):
     root: /sys/fs/cgroup/agentcg     state: /run/agentcg     interval_ms: 50
     event_log: /run/agentcg/events.jsonl                     metrics_port: 9707 (0: off)
-    budgets: fixtures/budgets.yaml
+    budgets: <agentcg/budgets.yaml, shipped with the package>
     ladder: {reserve_mib: 64, runaway_factor: 4, stall_frac: 0.5, freeze_after_s: 1, kill_after_s: 3}
     workloads: [{name: agent-1, priority: high|normal|low, agent_min_mib: 256, memory_max_mib: 4096}]
     memory_policy: auto|kernel|user     cpu_scheduler: auto|sched_ext|weights     exec_tracer: off|auto|libbpf|bcc

@@ -47,7 +47,7 @@ def test_malformed_input_never_breaks_the_agent():
 
 
 def test_shipped_hook_config_calls_the_hook_command():
-    from agentcg.harness.kernels import REPO_ROOT
+    from agentcg.paths import REPO_ROOT
     cfg = json.loads((REPO_ROOT / "ci" / "claude-code-hooks.json").read_text())
     commands = [h["command"] for phase in ("PreToolUse", "PostToolUse") for m in cfg["hooks"][phase]
                 for h in m["hooks"]]

@@ -10,6 +10,7 @@ import click
 
 from agentcg.cli.errors import fail
 from agentcg.harness import kernels
+from agentcg.paths import REPO_ROOT
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -23,10 +24,10 @@ def vmtest(kernel: str, out: str | None, pytest_args: tuple[str, ...]):
         kernels.resolve(kernel)  # fail early and clearly, before pytest starts
     except kernels.KernelError as e:
         fail(str(e))
-    out_dir = Path(out).resolve() if out else kernels.REPO_ROOT / "results" / kernels.slug(kernel)
-    os.chdir(kernels.REPO_ROOT)
+    out_dir = Path(out).resolve() if out else REPO_ROOT / "results" / kernels.slug(kernel)
+    os.chdir(REPO_ROOT)
     named = [a for a in pytest_args if not a.startswith("-") and Path(a.split("::")[0]).exists()]
-    cmd = [sys.executable, "-m", "pytest", *([] if named else [str(kernels.REPO_ROOT / "vmtests")]),
+    cmd = [sys.executable, "-m", "pytest", *([] if named else [str(REPO_ROOT / "vmtests")]),
            f"--kernel={kernel}", "-rs", f"--vm-results={out_dir}/guest", f"--junitxml={out_dir}/junit.xml",
            f"--alluredir={out_dir}/allure", "--clean-alluredir", *pytest_args]
     # exec, not a child: a SIGTERM or Ctrl-C for `agentcg vmtest` must reach pytest, which takes its VM down
@@ -69,11 +70,11 @@ def vmrun(kernel: str, memory: str, timeout: float, cmd: tuple[str, ...]):
         k = kernels.resolve(kernel)
     except kernels.KernelError as e:
         fail(str(e))
-    from agentcg.enforce import memcg_bpf
-    rwdir = kernels.REPO_ROOT / "results" / k.slug / "vmrun"
+    from agentcg.harness import kbuild
+    rwdir = REPO_ROOT / "results" / k.slug / "vmrun"
     try:
-        objects = memcg_bpf.objects_for(k.image)  # the in-kernel policy and scheduler, for kernels we build
-    except memcg_bpf.LoaderError as e:
+        objects = kbuild.bpf_objects_for(k.image)  # the in-kernel policy and scheduler, for kernels we build
+    except kbuild.BuildError as e:
         fail(f"building bpf/ for {k.name}: {e}")
     env = {"COLUMNS": "160", **({"AGENTCG_BPF_DIR": str(objects)} if objects else {})}
     # announced: once the guest is up only --timeout bounds the command
@@ -126,7 +127,7 @@ def kernel_build(name: str, jobs: int | None):
         entry = kernels.load_table().get(name)
         if entry is None or entry["kind"] != "build":
             raise kbuild.BuildError(f"{name!r} is not a kernel of kind build in kernel/kernels.yaml")
-        image = kbuild.build(kbuild.BuildSpec.from_entry(name, entry, kernels.REPO_ROOT), jobs=jobs,
+        image = kbuild.build(kbuild.BuildSpec.from_entry(name, entry, REPO_ROOT), jobs=jobs,
                              log=lambda m: click.echo(m, err=True))
     except (kernels.KernelError, kbuild.BuildError) as e:
         fail(str(e))
@@ -143,7 +144,7 @@ def kernel_key(name: str):
         if entry is None:
             raise kernels.KernelError(f"unknown kernel {name!r}")
         if entry["kind"] == "build":
-            click.echo(kbuild.build_key(kbuild.BuildSpec.from_entry(name, entry, kernels.REPO_ROOT))[:16])
+            click.echo(kbuild.build_key(kbuild.BuildSpec.from_entry(name, entry, REPO_ROOT))[:16])
         else:
             import hashlib  # prebuilt images: the key only follows the table entry
             click.echo(hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16])

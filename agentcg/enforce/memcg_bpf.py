@@ -6,7 +6,6 @@ Attachments are pinned in bpffs, so the loader exits after each command and Pyth
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import struct
@@ -15,7 +14,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from agentcg import bpf_abi
-from agentcg.paths import REPO_ROOT
 
 BPF_F_ALLOW_OVERRIDE = 1 << 0
 BPF_F_CGROUP_FD = 1 << 7
@@ -32,27 +30,6 @@ class LoaderError(Exception):
     def __init__(self, stage: str, errno: int, message: str):
         super().__init__(f"{stage}: {message}")
         self.stage, self.errno = stage, errno
-
-
-def build_objects(tools_dir: Path) -> Path:
-    """Build bpf/ against a kernel's toolchain directory; returns the directory holding objects and loader.
-    One build at a time per kernel (make test boots several VMs of one kernel at once)."""
-    with open(tools_dir.parent / ".bpf-build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        proc = subprocess.run(["make", "-s", "-C", str(REPO_ROOT / "bpf"), f"TOOLS={tools_dir}"],
-                              capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise LoaderError("build", 0, proc.stderr.strip()[-2000:])
-    return tools_dir.parent / "bpf"
-
-
-def objects_for(image: Path) -> Path | None:
-    """Kernels we build carry their own toolchain next to the image: build bpf/ against it (None: a kernel
-    without one, e.g. Debian's)."""
-    tools = Path(image).parent / "tools"
-    if not (tools / "vmlinux.h").is_file():
-        return None
-    return build_objects(tools)
 
 
 def bpf_dir() -> Path:

@@ -23,7 +23,7 @@ from agentcg.budgets import Budgets
 from agentcg.cgroup import cgroup_id
 from agentcg.controller import EventLog
 from agentcg.layout import Layout, LayoutError
-from agentcg.paths import REPO_ROOT
+from agentcg.paths import IMPORT_ROOT
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -82,9 +82,9 @@ class ExecTracer:
             self.leaves[cgroup_id(leaf)] = name
             leaves.append(str(leaf))
         argv, self.backend = tracer_argv(leaves, self.backend)
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+        env = dict(os.environ, PYTHONPATH=str(IMPORT_ROOT))
         self._stderr = tempfile.TemporaryFile()  # a pipe nobody reads would block a chatty tracer
-        self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env,
+        self.proc = subprocess.Popen(argv, cwd="/", env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
         deadline, first = time.monotonic() + timeout, []
         while not first and time.monotonic() < deadline:

@@ -321,10 +321,10 @@ def evaluate(kernel: str, run: bool = True, do_sweep: bool = True, do_density: b
 
 def in_guest(k, args: list[str]) -> str:
     """Run `agentcg bench ARGS` in a guest of kernel K; its JSON output (its stdout: progress goes to stderr)."""
-    from agentcg.enforce import memcg_bpf
+    from agentcg.harness import kbuild
     from agentcg.harness import vm
     rwdir = results_dir(k.slug) / "bench" / "vmrun"
-    objects = memcg_bpf.objects_for(k.image)
+    objects = kbuild.bpf_objects_for(k.image)
     outcome = vm.run_argv(k.image, ["agentcg", "bench", *args], rwdir, capture=True, announce=True,
                           env={"AGENTCG_BPF_DIR": str(objects)} if objects else None,
                           watchdog=vm.Watchdog(boot_timeout=300, stall_timeout=3600, total_timeout=3600).scaled())

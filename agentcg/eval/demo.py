@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from agentcg.harness import kernels, vm
+from agentcg.paths import REPO_ROOT
 
 MIB = 1 << 20
 AGENT_MIB, BURST_MIB, LIMIT_MIB = 24, 160, 96
@@ -86,7 +87,7 @@ def run(kernel_name: str) -> None:
     from rich.console import Console
     from rich.table import Table
     kernel = kernels.resolve(kernel_name)
-    rwdir = kernels.REPO_ROOT / "results" / kernel.slug / "demo"
+    rwdir = REPO_ROOT / "results" / kernel.slug / "demo"
     console = Console()
     with console.status(f"booting {kernel.name} ({kernel.image.name}) under virtme-ng ..."):
         outcome = vm.run_argv(kernel.image, [sys.executable, "-m", "agentcg.eval.demo", str(rwdir)], rwdir,

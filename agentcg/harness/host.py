@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from agentcg.harness import kernels, results, slowness, vm
+from agentcg.paths import REPO_ROOT
 
-REPO = kernels.REPO_ROOT
+REPO = REPO_ROOT
 _RUN_KEY = pytest.StashKey["GuestRun"]()
 
 
@@ -141,11 +142,11 @@ class GuestRun:
 
     def _build_bpf(self) -> str | None:
         """Kernels we build carry their own toolchain: build bpf/ against it before booting."""
-        from agentcg.enforce import memcg_bpf
+        from agentcg.harness import kbuild
         try:
-            built = memcg_bpf.objects_for(self.kernel.image)
+            built = kbuild.bpf_objects_for(self.kernel.image)
             return str(built) if built else None
-        except memcg_bpf.LoaderError as e:
+        except kbuild.BuildError as e:
             raise pytest.UsageError(f"building bpf/ for {self.kernel.name} failed: {e}")
 
     def _boot_and_run(self) -> None:

@@ -7,6 +7,7 @@ section verified in vmlinux -> bzImage, .config, System.map and the build log co
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentcg.harness import apt
-from agentcg.paths import CACHE_DIR
+from agentcg.paths import BPF_SRC, CACHE_DIR
 
 BUILDER_VERSION = "2"  # bump when the build procedure changes what a cached kernel contains
 KERNEL_CACHE = CACHE_DIR / "kernels"
@@ -396,3 +397,26 @@ def _run(cmd: list[str], cwd: Path | None = None, check: bool = True, timeout: f
 def _last_line(text: str) -> str:
     lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
     return lines[-1] if lines else "no output"
+
+
+# ---- bpf/ built against a kernel's toolchain (AGENTCG_BPF_DIR for the guest) -----------------------------------
+
+def build_bpf_objects(tools_dir: Path) -> Path:
+    """Build bpf/ against a kernel's toolchain directory; returns the directory holding objects and loader.
+    One build at a time per kernel (make test boots several VMs of one kernel at once)."""
+    with open(tools_dir.parent / ".bpf-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run(["make", "-s", "-C", str(BPF_SRC), f"TOOLS={tools_dir}"],
+                              capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"building bpf/ against {tools_dir}: {proc.stderr.strip()[-2000:]}")
+    return tools_dir.parent / "bpf"
+
+
+def bpf_objects_for(image: Path) -> Path | None:
+    """Kernels we build carry their own toolchain next to the image: build bpf/ against it (None: a kernel
+    without one, e.g. Debian's)."""
+    tools = Path(image).parent / "tools"
+    if not (tools / "vmlinux.h").is_file():
+        return None
+    return build_bpf_objects(tools)

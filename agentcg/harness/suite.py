@@ -25,9 +25,10 @@ from pathlib import Path
 import yaml
 
 from agentcg.harness import kernels, slowness, vm
+from agentcg.paths import REPO_ROOT
 
-SUITES = kernels.REPO_ROOT / "vmtests" / "suites.yaml"
-LOGS = kernels.REPO_ROOT / "results" / "logs"
+SUITES = REPO_ROOT / "vmtests" / "suites.yaml"
+LOGS = REPO_ROOT / "results" / "logs"
 HEARTBEAT_S = 120.0
 NOT_IN_DEFAULT_RUN = "not evaluation"  # long comparisons between policies: `agentcg bench`
 
@@ -93,14 +94,14 @@ def plan(kernel_names: list[str], suites: dict[str, list[list[str]]], host: bool
         if kernels.load_table().get(name, {}).get("kind") == "build":
             jobs.append(Job(f"build {name}", [python, "-m", "agentcg", "kernel", "build", name], slots=cores))
     if host:
-        jobs.append(Job("host", [python, "-m", "pytest", str(kernels.REPO_ROOT / "tests"), "-q", "-rs",
-                                 f"--junitxml={kernels.REPO_ROOT / 'results' / 'host' / 'junit.xml'}"]))
+        jobs.append(Job("host", [python, "-m", "pytest", str(REPO_ROOT / "tests"), "-q", "-rs",
+                                 f"--junitxml={REPO_ROOT / 'results' / 'host' / 'junit.xml'}"]))
     for name in kernel_names:
         shards = suites[name]
         built = f"build {name}" if any(j.name == f"build {name}" for j in jobs) else None
         for i, args in enumerate(shards, 1):
             label = name if len(shards) == 1 else f"{name}/{i}"
-            out = kernels.REPO_ROOT / "results" / (kernels.slug(name) + ("" if len(shards) == 1 else f"-{i}"))
+            out = REPO_ROOT / "results" / (kernels.slug(name) + ("" if len(shards) == 1 else f"-{i}"))
             jobs.append(Job(label, [python, "-m", "agentcg", "vmtest", "--kernel", name, "--out", str(out),
                                     "-m", NOT_IN_DEFAULT_RUN, *args], after=built))
     return jobs
@@ -202,7 +203,7 @@ class Runner:
         job.started = time.monotonic()
         with open(job.log, "wb") as log:
             job.proc = subprocess.Popen(job.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                        env=env, cwd=kernels.REPO_ROOT, start_new_session=True)
+                                        env=env, cwd=REPO_ROOT, start_new_session=True)
         self.echo(f"agentcg test: {job.name}: started ({' '.join(job.argv[2:])[:150]})")
 
     def _finish(self, job: Job) -> None:
