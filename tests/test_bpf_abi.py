@@ -7,6 +7,7 @@ import pytest
 
 from agentcg import bpf_abi
 from agentcg.enforce import memcg_bpf, sched
+from agentcg.harness import bpfmaps
 
 STRUCTS = [("memcg_policy.h", "policy"), ("memcg_policy.h", "event"), ("memcg_test.h", "memcg_test_config"),
            ("exec_tracer.h", "exec_event"), ("scx_agent.h", "cgroup_class_val"), ("scx_agent.h", "exit_record")]
@@ -42,8 +43,8 @@ def test_python_takes_its_layouts_and_constants_from_the_headers():
     record = bpf_abi.layout("memcg_policy.h", "event").pack(cgid=9, delay_ms=40, headroom_pages=5)
     event = memcg_bpf.parse_event(record + b"\0" * 8)  # ring-buffer records may carry padding
     assert (event.cgid, event.delay_ms, event.headroom_pages) == (9, 40, 5)
-    assert memcg_bpf.TEST_COUNTERS[:3] == ("charged", "charged_pages", "uncharged")
-    assert len(memcg_bpf.TEST_COUNTERS) == bpf_abi.constants("memcg_test.h")["NR_COUNTERS"]
+    assert bpfmaps.TEST_COUNTERS[:3] == ("charged", "charged_pages", "uncharged")
+    assert len(bpfmaps.TEST_COUNTERS) == bpf_abi.constants("memcg_test.h")["NR_COUNTERS"]
     assert (sched.NORMAL, sched.LATENCY, sched.BULK) == (0, 1, 2)
     assert bpf_abi.layout("exec_tracer.h", "exec_event").unpack(
         bpf_abi.layout("exec_tracer.h", "exec_event").pack(pid=1, comm=b"pytest"))["comm"].rstrip(b"\0") == b"pytest"

@@ -18,6 +18,7 @@ from agentcg import features
 from agentcg.cgroup import cgroup_id, reap
 from agentcg.enforce import memcg_bpf
 from agentcg.enforce.memcg_bpf import BPF_F_ALLOW_OVERRIDE, BPF_F_CGROUP_FD, LoaderError
+from agentcg.harness import bpfmaps
 from agentcg.harness.memhog import touch_timed
 
 MIB = 1 << 20
@@ -103,13 +104,13 @@ def test_descendants_inherit_and_online_hook_runs(cg, pins):
     cg.enable("memory")
     existing = cg.child("existing")
     att = attach_probe(cg, pins, "p")
-    att.set_test_config(watch_cgid=cgroup_id(existing.path))
+    bpfmaps.set_test_config(att, watch_cgid=cgroup_id(existing.path))
     _, delta = touch_timed(existing, 1024, counters_of=att)
     assert delta["charged_watched"] >= 1
-    online_before = att.counters()["online"]
+    online_before = bpfmaps.counters(att)["online"]
     later = cg.child("later")
-    assert att.counters()["online"] == online_before + 1
-    att.set_test_config(watch_cgid=cgroup_id(later.path))
+    assert bpfmaps.counters(att)["online"] == online_before + 1
+    bpfmaps.set_test_config(att, watch_cgid=cgroup_id(later.path))
     _, delta = touch_timed(later, 1024, counters_of=att)
     assert delta["charged_watched"] >= 1
 
@@ -146,12 +147,12 @@ def test_cgroup_removal_auto_detaches_with_hangup(cg, pins):
     cg.enable("memory")
     doomed = cg.child("doomed")
     att = attach_probe(doomed, pins, "d")
-    offline_before = att.counters()["offline"]
+    offline_before = bpfmaps.counters(att)["offline"]
     doomed.path.rmdir()
     assert att.wait_hup(5000), "link fd reports hang-up after the cgroup is removed"
     info = att.info()
     assert info["map_id"] == 0 and info["cgroup_id"] == att.cgroup_id
-    assert att.counters()["offline"] == offline_before + 1
+    assert bpfmaps.counters(att)["offline"] == offline_before + 1
 
 
 # ---- verifier --------------------------------------------------------------------------------------------------
@@ -176,10 +177,10 @@ def test_verifier_rejects_write_through_memcg(cg, pins):
 def delayed_run(cg, att, delay_ms, kib):
     """(seconds, delayed charges) for one allocation with the given BPF delay on cg."""
     cgid = cgroup_id(cg.path)
-    seconds, delta = touch_timed(cg, kib, before_go=lambda: att.set_test_config(delay_cgid=cgid,
+    seconds, delta = touch_timed(cg, kib, before_go=lambda: bpfmaps.set_test_config(att, delay_cgid=cgid,
                                                                                 delay_ms=delay_ms),
                                  counters_of=att)
-    att.set_test_config()
+    bpfmaps.set_test_config(att, )
     return seconds, delta["delayed"]
 
 
@@ -257,7 +258,7 @@ def squeeze(cg, protect=None, pins=None):
     kept, pusher = parent.child("kept"), parent.child("pusher")
     if protect:
         att = attach_probe(parent, pins, f"protect-{protect}")
-        att.set_test_config(protect_cgid=cgroup_id(kept.path), protect_low=protect == "low",
+        bpfmaps.set_test_config(att, protect_cgid=cgroup_id(kept.path), protect_low=protect == "low",
                             protect_min=protect == "min")
     holder = kept.spawn([sys.executable, "-m", "agentcg.harness.memhog", "40", "--hold"], stdout=subprocess.PIPE)
     assert holder.stdout.readline().strip() == b"ready"

@@ -3,8 +3,8 @@ import pytest
 
 from agentcg.cgroup import cgroup_id
 from agentcg.enforce import memcg_bpf
-from agentcg.enforce.memcg_bpf import (POLICY_AGENT, PRIO_HIGH, PRIO_LOW, PROTECT_LOW, Policy, drain_events, get_policy,
-                                       set_policy)
+from agentcg.enforce.memcg_bpf import POLICY_AGENT, PRIO_HIGH, PRIO_LOW, PROTECT_LOW, Policy, drain_events
+from agentcg.harness.bpfmaps import get_policy, set_policy
 from agentcg.harness.memhog import touch_timed
 
 pytestmark = pytest.mark.requires("memcg_bpf_ops")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,12 +17,6 @@ from agentcg import bpf_abi
 BPF_F_ALLOW_OVERRIDE = 1 << 0
 BPF_F_CGROUP_FD = 1 << 7
 BPFFS = Path("/sys/fs/bpf")
-
-# Names of bpf/tests/memcg_test.bpf.c's counters, in index order (its C_* enum in bpf/include/memcg_test.h).
-_TEST = bpf_abi.constants("memcg_test.h")
-TEST_COUNTERS = tuple(k[2:].lower() for k, _ in sorted(_TEST.items(), key=lambda kv: kv[1])
-                      if k.startswith("C_"))
-_TEST_CONFIG = bpf_abi.layout("memcg_test.h", "memcg_test_config")
 
 
 class LoaderError(Exception):
@@ -92,21 +85,6 @@ class Attachment:
         """Drop the pins; the link is released (and detached) with its last reference."""
         _loader("unpin", "--pin", str(self.pin))
 
-    def counters(self, names: tuple[str, ...] = TEST_COUNTERS) -> dict[str, int]:
-        values = _loader("map-dump", "--pin", str(self.pin), "--map", "counters")["values"]
-        return dict(zip(names, values))
-
-    def update(self, map_name: str, key: bytes, value: bytes) -> None:
-        _loader("map-update", "--pin", str(self.pin), "--map", map_name, "--key-hex", key.hex(),
-                "--value-hex", value.hex())
-
-    def set_test_config(self, delay_cgid: int = 0, delay_ms: int = 0, protect_cgid: int = 0,
-                        protect_low: bool = False, protect_min: bool = False, watch_cgid: int = 0) -> None:
-        """Fill memcg_test.bpf.c's config map (struct memcg_test_config)."""
-        value = _TEST_CONFIG.pack(delay_cgid=delay_cgid, delay_ms=delay_ms, protect_low=int(protect_low),
-                                  protect_cgid=protect_cgid, protect_min=int(protect_min), watch_cgid=watch_cgid)
-        self.update("test_config", struct.pack("<I", 0), value)
-
 
 def attach(obj_path: Path, cgroup: Path | None, pin: Path, override: bool = False, flags: int | None = None,
            sets: dict[str, int] | None = None) -> Attachment:
@@ -163,15 +141,6 @@ class ThrottleEvent:
     priority: int
     ts_ns: int
     headroom_pages: int
-
-
-def set_policy(att: Attachment, cgid: int, policy: Policy) -> None:
-    att.update("policies", struct.pack("<Q", cgid), policy.pack())
-
-
-def get_policy(att: Attachment, cgid: int) -> Policy:
-    r = _loader("map-lookup", "--pin", str(att.pin), "--map", "policies", "--key-hex", struct.pack("<Q", cgid).hex())
-    return Policy.unpack(bytes.fromhex(r["value_hex"]))
 
 
 def parse_event(record: bytes) -> ThrottleEvent:

@@ -53,11 +53,13 @@ def touch_timed(cg, kib: int, before_go=None, counters_of=None) -> tuple[float, 
     assert proc.stdout.readline().strip() == "armed"
     if before_go:
         before_go()
-    c0 = counters_of.counters() if counters_of else {}
+    if counters_of:  # an attachment of bpf/tests/memcg_test.bpf.c: its counters' deltas over the allocation
+        from agentcg.harness.bpfmaps import counters
+    c0 = counters(counters_of) if counters_of else {}
     proc.stdin.write("go\n")
     proc.stdin.flush()
     line = proc.stdout.readline().split()
-    c1 = counters_of.counters() if counters_of else {}
+    c1 = counters(counters_of) if counters_of else {}
     proc.stdin.close()
     assert reap(proc, timeout=120) == 0
     assert line and line[0] == "touched", line

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * memcg_loader: load a memcg_bpf_ops object and attach it to a cgroup, pinned
- * in bpffs so the loader can exit; detach, unpin, inspect and update maps.
+ * in bpffs so the loader can exit; detach, unpin, inspect; a session for a controller
+ * (map updates and the ring buffer). Reading and writing maps by their pins is bpftool's job
+ * (the tree's own, built with the kernel: agentcg.harness.bpfmaps).
  * Every command prints one JSON object on stdout and exits 0 on success, 1 on
  * failure (with "errno" and "error"). A failed attach leaves nothing behind.
  *
@@ -11,9 +13,6 @@
  *   memcg_loader unpin --pin DIR         (remove pins: the link goes with its last fd)
  *   memcg_loader info --pin DIR [--timeout-ms N]
  *                (link ids, cgroup id, whether it polls EPOLLHUP, waiting up to N ms for it)
- *   memcg_loader map-dump --pin DIR --map NAME          (u64 array values)
- *   memcg_loader map-update --pin DIR --map NAME --key-hex H --value-hex H
- *   memcg_loader map-lookup --pin DIR --map NAME --key-hex H           (value as hex)
  *   memcg_loader ringbuf-drain --pin DIR --map NAME --timeout-ms N   (records as hex)
  *   memcg_loader serve --pin DIR [--map RINGBUF]
  *                (a session for a controller: commands on stdin, one JSON reply line each;
@@ -44,7 +43,7 @@
 #define MAX_SETS 16
 
 struct opts {
-	const char *cmd, *obj, *pin, *cgroup, *map, *key_hex, *value_hex;
+	const char *cmd, *obj, *pin, *cgroup, *map;
 	const char *sets[MAX_SETS];
 	int nr_sets, no_cgroup, override, timeout_ms;
 	long long raw_flags;	/* -1: derive from --cgroup/--override */
@@ -258,31 +257,6 @@ static int open_map(struct opts *o)
 	return bpf_obj_get(path);
 }
 
-static int cmd_map_dump(struct opts *o)
-{
-	struct bpf_map_info info = {};
-	__u32 len = sizeof(info), k;
-	int fd = open_map(o);
-
-	if (fd < 0)
-		return fail("open", errno, o->map);
-	bpf_map_get_info_by_fd(fd, &info, &len);
-	if (info.type != BPF_MAP_TYPE_ARRAY || info.value_size != 8) {
-		close(fd);
-		return fail("dump", EINVAL, "only u64 arrays are dumped");
-	}
-	printf("{\"ok\": true, \"values\": [");
-	for (k = 0; k < info.max_entries; k++) {
-		__u64 v = 0;
-
-		bpf_map_lookup_elem(fd, &k, &v);
-		printf("%s%llu", k ? ", " : "", (unsigned long long)v);
-	}
-	printf("]}\n");
-	close(fd);
-	return 0;
-}
-
 static int unhex(const char *hex, unsigned char *out, size_t want)
 {
 	size_t i;
@@ -339,17 +313,6 @@ static int map_op(const char *op, int fd, const char *name, const char *key_hex,
 	}
 	printf("}\n");
 	return 0;
-}
-
-static int cmd_map_op(struct opts *o, const char *op)
-{
-	int fd = open_map(o), ret;
-
-	if (fd < 0)
-		return fail("open", errno, o->map);
-	ret = map_op(op, fd, o->map, o->key_hex, !strcmp(op, "update") ? o->value_hex : NULL);
-	close(fd);
-	return ret;
 }
 
 static int print_record(void *ctx, void *data, size_t size)
@@ -488,9 +451,7 @@ static int usage(void)
 			"                    [--flags N] [--set VAR=VALUE]...\n"
 			"       memcg_loader detach|unpin --pin DIR\n"
 			"       memcg_loader info --pin DIR [--timeout-ms N]\n"
-			"       memcg_loader map-dump --pin DIR --map NAME\n"
-			"       memcg_loader map-update --pin DIR --map NAME --key-hex H --value-hex H\n"
-			"       memcg_loader map-lookup|map-delete --pin DIR --map NAME --key-hex H\n"
+			"       memcg_loader ringbuf-drain --pin DIR --map NAME --timeout-ms N\n"
 			"       memcg_loader serve --pin DIR [--map RINGBUF]\n");
 	return 2;
 }
@@ -514,8 +475,6 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--flags") && next) o.raw_flags = strtoll(argv[++i], NULL, 0);
 		else if (!strcmp(a, "--set") && next && o.nr_sets < MAX_SETS) o.sets[o.nr_sets++] = argv[++i];
 		else if (!strcmp(a, "--map") && next) o.map = argv[++i];
-		else if (!strcmp(a, "--key-hex") && next) o.key_hex = argv[++i];
-		else if (!strcmp(a, "--value-hex") && next) o.value_hex = argv[++i];
 		else if (!strcmp(a, "--timeout-ms") && next) o.timeout_ms = atoi(argv[++i]);
 		else if (a[0] != '-' && !o.obj) o.obj = a;
 		else return usage();
@@ -537,14 +496,6 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(o.cmd, "info"))
 		return cmd_info(&o, o.timeout_ms);
-	if (!strcmp(o.cmd, "map-dump") && o.map)
-		return cmd_map_dump(&o);
-	if (!strcmp(o.cmd, "map-update") && o.map && o.value_hex)
-		return cmd_map_op(&o, "update");
-	if (!strcmp(o.cmd, "map-lookup") && o.map)
-		return cmd_map_op(&o, "lookup");
-	if (!strcmp(o.cmd, "map-delete") && o.map)
-		return cmd_map_op(&o, "delete");
 	if (!strcmp(o.cmd, "serve"))
 		return cmd_serve(&o);
 	if (!strcmp(o.cmd, "ringbuf-drain") && o.map)
