@@ -16,13 +16,14 @@ from agentcg import cgroup
 from agentcg.cli import evaluate
 from agentcg.cli.evaluate import replay
 from agentcg.eval.registry import make_policy
+from agentcg.vocab import MIB
 from agentcg.workloads import engine, synth, traces
 from agentcg.workloads.engine import _agent_result, _Run, check_environment, run, worker_plan
 from agentcg.workloads.measure import fidelity, latency_summary, plan_time, timeline
 from agentcg.workloads.plan import Curve, ReplayError, build_plan, retry_members, worker_events
 from agentcg.workloads.policy import AgentCgroups, NoPolicy
-from agentcg.workloads.scenario import (SCENARIO_DIR, AgentSpec, ScenarioError, SharedTracesMissing, agent_name,
-                                        load_scenario, load_target)
+from agentcg.workloads.scenario import (SCENARIO_DIR, AgentSpec, ProcessModel, ScenarioError, SharedTracesMissing,
+                                        agent_name, load_scenario, load_target)
 from agentcg.workloads.traces import Sample, ToolCall, Trace
 
 MB = 1_000_000
@@ -288,6 +289,11 @@ def test_recorded_traces_without_the_shared_directory_are_a_skip_not_a_failure(t
      "name: a}]", "duplicate agent name"),
     ("agents: [{trace: fixtures/traces/synth-small.json, memory: 1}]", "unknown key"),
     ("budgets: 1\nagents: [{trace: fixtures/traces/synth-small.json}]", "unknown key"),
+    ("model: process\nagents: [{trace: fixtures/traces/synth-small.json}]", "model must be tool-call or"),
+    ("model: {process: {step_mib: 0}}\nagents: [{trace: fixtures/traces/synth-small.json}]", "step_mib must be positive"),
+    ("model: {process: {mb_as_mib: 1}}\nagents: [{trace: fixtures/traces/synth-small.json}]", "true or false"),
+    ("model: {process: {base: 1}}\nagents: [{trace: fixtures/traces/synth-small.json}]", "unknown keys"),
+    ("budget: {mib: -5}\nagents: [{trace: fixtures/traces/synth-small.json}]", "budget mib must be positive"),
 ])
 def test_invalid_scenarios_raise_one_clear_error(tmp_path, monkeypatch, text, message):
     (tmp_path / "shared").mkdir()
@@ -631,6 +637,33 @@ def test_replay_runs_agents_forks_calls_holds_retries_and_cleans_up(fake_parent)
     assert (fake_parent.path / "memory.max").read_text().strip() == "max"
     assert _children_of_mine() == []
     json.loads(result.to_json())
+
+
+def test_process_model_holds_the_trace_in_steps_with_one_latency_per_growth(fake_parent):
+    """The paper's model: one process per agent, no tool calls, base held before the start, growth in whole steps
+    (the last partial), one allocation-latency sample per growth, whole steps freed on a fall."""
+    model = ProcessModel(base_mib=2, step_mib=1, mb_as_mib=False)
+    levels = [0, 3, 3, 1, 5, 5]  # MiB: grow, stay, fall (whole steps freed), grow again
+    trace = Trace("steps", None, [Sample(float(i), v * MIB, 0.0) for i, v in enumerate(levels)], [])
+    spec = AgentSpec("proc", model.process_trace(trace))
+    assert [s.mem_bytes for s in spec.trace.samples] == [(2 + v) * MIB for v in levels]
+    result = run([spec], fake_parent, make_policy("none"), speed=20, mem_scale=1.0, accounting="self",
+                 scenario="fake", model=model)
+    a = result.agents[0]
+    assert result.errors == [] and a.survived and a.exit_status == 0 and a.calls == []
+    assert a.agent_alloc_latency_ms["chunks"] == 2, "one sample per growth: 0->3 and 1->5 MiB"
+    assert _children_of_mine() == []
+
+
+def test_steps_grow_exactly_and_free_whole_chunks():
+    from agentcg.workloads.worker import Steps
+    s = Steps(chunk=64 * 4096, dontfork=False)
+    s.adjust(100 * 4096 + 1)  # 64 + 37 pages: the last chunk partial, rounded up to a page
+    assert [len(c) for c in s.chunks] == [64 * 4096, 37 * 4096] and len(s.latencies) == 1
+    s.adjust(70 * 4096)  # frees whole chunks until at or below the target
+    assert s.total == 64 * 4096 and len(s.latencies) == 1
+    s.adjust(64 * 4096)
+    assert len(s.latencies) == 1, "no growth, no latency sample"
 
 
 def test_replay_reports_a_killed_agent_and_reaps_what_it_left(fake_parent):

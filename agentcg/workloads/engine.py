@@ -39,7 +39,7 @@ from agentcg.workloads.measure import fidelity, latency_summary, timeline
 from agentcg.workloads.plan import DEFAULT_CHUNK, ReplayError, TracePlan, build_plan, worker_events
 from agentcg.workloads.policy import AgentCgroups, NoPolicy, Policy
 from agentcg.workloads.results import AgentResult, CallResult, ReplayResult
-from agentcg.workloads.scenario import DEFAULT_MEM_SCALE, DEFAULT_SPEED, AgentSpec, Scenario
+from agentcg.workloads.scenario import DEFAULT_MEM_SCALE, DEFAULT_SPEED, AgentSpec, ProcessModel, Scenario
 
 COUNTER = "memory.current"  # what the workers steer by and the sampler reads (hierarchical: includes tools/)
 
@@ -114,11 +114,17 @@ def _subreaper(on: bool | None = None) -> bool:
         return False
 
 
-def worker_plan(plan: TracePlan, cgroups: AgentCgroups, chunk: int, accounting: str) -> dict:
-    """The JSON document agentcg.workloads.worker reads."""
-    return {"name": plan.name, "speed": plan.speed, "chunk": chunk, "accounting": accounting, "counter": COUNTER,
-            "leaf": str(cgroups.agent.path), "tools": str(cgroups.tools.path), "duration": plan.duration,
-            "events": worker_events(plan)}
+def worker_plan(plan: TracePlan, cgroups: AgentCgroups, chunk: int, accounting: str,
+                model: ProcessModel | None = None) -> dict:
+    """The JSON document agentcg.workloads.worker reads. The process model: chunks are its growth steps, the base
+    is held from the start, and the worker counts its own memory."""
+    doc = {"name": plan.name, "speed": plan.speed, "chunk": chunk, "accounting": accounting, "counter": COUNTER,
+           "leaf": str(cgroups.agent.path), "tools": str(cgroups.tools.path), "duration": plan.duration,
+           "events": worker_events(plan)}
+    if model is not None:
+        doc.update(model="process", chunk=int(model.step_bytes * plan.mem_scale), accounting="self",
+                   base=int(model.base_bytes * plan.mem_scale))
+    return doc
 
 
 class _Run:
@@ -198,10 +204,12 @@ class _Run:
 def run(agents: list[AgentSpec], parent: Cgroup, policy: Policy | None = None, *, speed: float = DEFAULT_SPEED,
         mem_scale: float = DEFAULT_MEM_SCALE, chunk_bytes: int = DEFAULT_CHUNK, budget_bytes: int | None = None,
         timeout: float | None = None, sample_interval: float | None = None, scenario: str = "replay",
-        on_progress: Callable[[str, float], None] | None = None, accounting: str = "cgroup") -> ReplayResult:
+        on_progress: Callable[[str, float], None] | None = None, accounting: str = "cgroup",
+        model: ProcessModel | None = None) -> ReplayResult:
     """Replay the agents' traces together under `parent` (which must exist and have the memory controller), with
     the parent's memory.max set to budget_bytes (restored afterwards), under `policy`. Everything created under
-    the parent is destroyed before returning, also on errors and KeyboardInterrupt."""
+    the parent is destroyed before returning, also on errors and KeyboardInterrupt. With a process model
+    (agentcg.workloads.scenario.ProcessModel) each agent is one process holding its (process) trace, no tool calls."""
     policy = policy or NoPolicy()
     policy.scale(speed=speed, mem_scale=mem_scale)
     if speed <= 0 or mem_scale <= 0 or chunk_bytes < PAGE:
@@ -247,7 +255,7 @@ def run(agents: list[AgentSpec], parent: Cgroup, policy: Policy | None = None, *
             [str(REPO_ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
         for i, r in enumerate(runs):
             plan_path = workdir / f"plan-{i}.json"
-            plan_path.write_text(json.dumps(worker_plan(r.plan, r.cg, chunk_bytes, accounting)))
+            plan_path.write_text(json.dumps(worker_plan(r.plan, r.cg, chunk_bytes, accounting, model)))
             r.stderr_path = workdir / f"worker-{i}.err"
             with open(r.stderr_path, "wb") as err:
                 # -S: no site packages (faster start, smaller footprint); the package comes from PYTHONPATH.
@@ -527,7 +535,7 @@ def run_scenario(scenario: Scenario, parent: Cgroup, policy: Policy | None = Non
     speed = speed if speed is not None else scenario.speed
     mem_scale = mem_scale if mem_scale is not None else scenario.mem_scale
     return run(scenario.agents, parent, policy, speed=speed, mem_scale=mem_scale,
-               budget_bytes=scenario.budget_bytes(mem_scale), scenario=scenario.name, **kw)
+               budget_bytes=scenario.budget_bytes(mem_scale), scenario=scenario.name, model=scenario.model, **kw)
 
 
 def bench(agents: list[AgentSpec], parent: Cgroup, *, speed: float = DEFAULT_SPEED,

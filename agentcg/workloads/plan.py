@@ -138,16 +138,16 @@ class TracePlan:
         """What all processes of the plan hold at a time (a check: at sample times, the trace's memory).
         Plan times are rounded to the microsecond: `when` is read as the end of its microsecond."""
         when += 1e-6
-        total = _step(self.agent, when)
+        total = step_at(self.agent, when)
         for c in self.calls:
             if c.start <= when < c.end:
-                total += _step([(c.start + dt, v) for dt, v in c.points], when)
+                total += step_at([(c.start + dt, v) for dt, v in c.points], when)
             elif c.hold and when >= c.end and (c.release is None or when < c.release):
                 total += c.hold
         return total
 
 
-def _step(points: list[tuple[float, int]], when: float) -> int:
+def step_at(points: list[tuple[float, int]], when: float) -> int:
     """The value of the last point at or before `when` (0 before the first)."""
     i = bisect.bisect_right([p[0] for p in points], when)
     return points[i - 1][1] if i else 0

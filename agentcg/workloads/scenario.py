@@ -10,10 +10,10 @@ from pathlib import Path
 from agentcg import config
 from agentcg.config import ConfigError
 from agentcg.paths import REPO_ROOT
-from agentcg.vocab import DEFAULT_PRIORITY, PRIORITIES
+from agentcg.vocab import DEFAULT_PRIORITY, MIB, PRIORITIES
 from agentcg.workloads import traces as tracefiles
-from agentcg.workloads.plan import Curve
-from agentcg.workloads.traces import Trace, TraceError
+from agentcg.workloads.plan import Curve, step_at
+from agentcg.workloads.traces import Sample, Trace, TraceError
 
 DEFAULT_SPEED = 50.0
 
@@ -49,6 +49,32 @@ class AgentSpec:
         return Curve(self.trace)
 
 
+@dataclass(frozen=True)
+class ProcessModel:
+    """The AgentCgroup paper's replay model (../shared/design/paper-evaluation.md): one process per agent holds the
+    whole trace, no tool-call children. It holds a constant base plus the level of the last sample (a step
+    function), read as MiB where the recording says MB when mb_as_mib (as the paper's replayer parses it); it grows
+    in steps of at most `step_mib` (one allocation-latency sample per growth) and frees whole steps when the level
+    falls (agentcg.workloads.worker)."""
+    base_mib: float = 100
+    step_mib: float = 64
+    mb_as_mib: bool = True
+
+    @property
+    def base_bytes(self) -> int:
+        return int(self.base_mib * MIB)
+
+    @property
+    def step_bytes(self) -> int:
+        return int(self.step_mib * MIB)
+
+    def process_trace(self, trace: Trace) -> Trace:
+        """What the agent's process holds over time: base + each sample's level; no tool calls."""
+        factor = MIB / 1e6 if self.mb_as_mib else 1.0
+        samples = [Sample(s.t, self.base_bytes + int(s.mem_bytes * factor), s.cpu_pct) for s in trace.samples]
+        return Trace(trace.name, trace.model, samples, [], {**trace.meta, "replay_model": "process"})
+
+
 @dataclass
 class Scenario:
     name: str
@@ -60,6 +86,21 @@ class Scenario:
     mem_scale: float = DEFAULT_MEM_SCALE
     description: str = ""
     path: str | None = None
+    model: ProcessModel | None = None  # None: the tool-call model (agentcg.workloads.plan)
+
+    def summed_demand(self, mem_scale: float | None = None) -> list[tuple[float, int]]:
+        """(trace second, bytes) of all agents together (all start at once), at every sample time of any agent:
+        the step function the process model holds, or the linear curve the tool-call model follows; scaled."""
+        scale = self.mem_scale if mem_scale is None else mem_scale
+        times = sorted({s.t for a in self.agents for s in a.trace.samples})
+        out = []
+        for when in times:
+            if self.model is not None:
+                total = sum(step_at([(s.t, s.mem_bytes) for s in a.trace.samples], when + 1e-9) for a in self.agents)
+            else:
+                total = sum(int(a.curve.at(when)) if when <= a.trace.duration else 0 for a in self.agents)
+            out.append((when, int(round(total * scale))))
+        return out
 
     def peaks(self, mem_scale: float | None = None) -> list[int]:
         """Each agent's peak in bytes, scaled."""
@@ -136,8 +177,9 @@ def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario
     description: ...                 # optional
     speed: 50                        # optional defaults for the replay
     mem_scale: 0.05
-    budget: {share_of_peaks: 0.89}   # parent memory.max = share x the summed (scaled) peaks; or {bytes: N}
-                                     # (fixed, not scaled); or null / absent: no budget
+    budget: {share_of_peaks: 0.89}   # parent memory.max = share x the summed (scaled) peaks; or {bytes: N} or
+                                     # {mib: N} (fixed, not scaled); or null / absent: no budget
+    model: tool-call                 # or {process: {base_mib: 100, step_mib: 64, mb_as_mib: true}} (ProcessModel)
     agents:
       - trace: recorded:batch_swebench_18tasks/Medical_Bio_Hard   # or fixtures/traces/synth-burst.json
         name: bio-hard               # optional (default: from the trace name)
@@ -146,7 +188,9 @@ def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario
     path = Path(path)
     where = str(path)
     data = config.read_mapping(path, ScenarioError)
-    config.check_keys(data, ("name", "description", "speed", "mem_scale", "budget", "agents"), where, ScenarioError)
+    config.check_keys(data, ("name", "description", "speed", "mem_scale", "budget", "agents", "model"), where,
+                      ScenarioError)
+    model = _model(data.get("model", "tool-call"), where)
     raw_agents = data.get("agents")
     if not isinstance(raw_agents, list) or not raw_agents:
         raise ScenarioError(f"{where}: agents must be a non-empty list")
@@ -174,23 +218,43 @@ def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario
             name = agent_name(trace.name.replace("/attempt_1", ""), taken)
         else:
             name = agent_name(name, taken)
-        agents.append(AgentSpec(name, trace, source, priority))
+        agents.append(AgentSpec(name, model.process_trace(trace) if model else trace, source, priority))
     share, budget, fixed = None, None, None
     raw_budget = data.get("budget")
     if raw_budget is not None:
         if not isinstance(raw_budget, dict) or len(raw_budget) != 1 or \
-                not set(raw_budget) <= {"share_of_peaks", "bytes"}:
-            raise ScenarioError(f"{where}: budget must be {{share_of_peaks: F}}, {{bytes: N}} or null")
+                not set(raw_budget) <= {"share_of_peaks", "bytes", "mib"}:
+            raise ScenarioError(f"{where}: budget must be {{share_of_peaks: F}}, {{bytes: N}}, {{mib: N}} or null")
         if "share_of_peaks" in raw_budget:
             share = config.number(raw_budget["share_of_peaks"], "budget share_of_peaks", where, ScenarioError)
             budget = int(round(share * sum(Curve(a.trace).peak for a in agents)))
+        elif "mib" in raw_budget:
+            fixed = int(config.number(raw_budget["mib"], "budget mib", where, ScenarioError) * MIB)
         else:
             fixed = int(config.number(raw_budget["bytes"], "budget bytes", where, ScenarioError))
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name:
         raise ScenarioError(f"{where}: name must be a non-empty string")
     description = data.get("description", "")
-    return Scenario(name, agents, share, budget, fixed, speed, mem_scale, str(description or ""), where)
+    return Scenario(name, agents, share, budget, fixed, speed, mem_scale, str(description or ""), where, model)
+
+
+def _model(raw, where: str) -> ProcessModel | None:
+    """`model: tool-call` (the default) or `model: {process: {base_mib, step_mib, mb_as_mib}}`."""
+    if raw == "tool-call":
+        return None
+    if not isinstance(raw, dict) or list(raw) != ["process"]:
+        raise ScenarioError(f"{where}: model must be tool-call or {{process: {{base_mib, step_mib, mb_as_mib}}}}")
+    at = f"{where}: model process"
+
+    def flag(value) -> bool:
+        if not isinstance(value, bool):
+            raise ScenarioError(f"{at}: mb_as_mib must be true or false")
+        return value
+    return config.build(ProcessModel, config.mapping(raw["process"], "model process", where, ScenarioError), {
+        "base_mib": lambda v: config.number(v, "base_mib", at, ScenarioError, allow_zero=True),
+        "step_mib": lambda v: config.number(v, "step_mib", at, ScenarioError),
+        "mb_as_mib": flag}, at, ScenarioError)
 
 
 def single(trace: Trace, source: str = "", priority: str = "normal") -> Scenario:

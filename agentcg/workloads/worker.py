@@ -26,6 +26,9 @@ A tool call's child reports to the worker over a socketpair: "L <us> ..." chunk 
 "C <planned> <actual>" a checkpoint of the call that carries its window, "D" when it keeps memory,
 "E <text>" on an error; end of file means it exited (or was killed).
 
+The process model ("model": "process", the paper's): the agent holds "base" bytes from before "ready" and each
+"a" event's bytes (base included) as `Steps`, no tool calls; one latency sample per growth.
+
 Memory is steered by the cgroup's own memory.current (accounting "cgroup"): the interpreter's footprint, fork
 overheads and charge batching are then part of what is held, so the cgroup shows the trace, not the trace plus
 Python. Allocation is in chunks (mmap + touching every byte, no transparent huge pages so frees are immediate);
@@ -95,6 +98,49 @@ class Held:
             current = self.current()
 
 
+class Steps:
+    """Memory held as the AgentCgroup paper's replayer holds it (the process model): a growth allocates exactly
+    the difference, in chunks of at most `chunk` bytes (whole pages), touching one byte per page, and is one
+    latency sample; a fall frees whole chunks, newest first, until the total is at or below the target. Counts
+    its own chunks (accounting "self")."""
+
+    PAGE = 4096
+
+    def __init__(self, chunk: int, dontfork: bool):
+        self.chunk = max(chunk // self.PAGE, 1) * self.PAGE
+        self.chunks: list[mmap.mmap] = []
+        self.total = 0
+        self.dontfork = dontfork
+        self.latencies: list[float] = []
+        self.peak = 0
+
+    def current(self) -> int:
+        return self.total
+
+    def adjust(self, target: int) -> None:
+        target = -(-target // self.PAGE) * self.PAGE  # whole pages
+        if target > self.total:
+            started = time.perf_counter()
+            while self.total < target:
+                size = min(self.chunk, target - self.total)
+                area = mmap.mmap(-1, size, flags=_MAP)
+                try:
+                    area.madvise(mmap.MADV_NOHUGEPAGE)
+                except OSError:
+                    pass
+                if self.dontfork:
+                    area.madvise(mmap.MADV_DONTFORK)
+                area[::self.PAGE] = b"\x01" * (size // self.PAGE)
+                self.chunks.append(area)
+                self.total += size
+            self.latencies.append(time.perf_counter() - started)
+            self.peak = max(self.peak, self.total)
+        while self.chunks and self.total > target:
+            area = self.chunks.pop()
+            self.total -= len(area)
+            area.close()
+
+
 class Reporter:
     """JSON lines to the replayer (unbuffered writes: nothing is duplicated into forked children)."""
 
@@ -162,7 +208,13 @@ class Agent:
         self.plan = plan
         self.out = out
         counter = os.path.join(plan["leaf"], plan["counter"]) if plan["accounting"] == "cgroup" else None
-        self.held = Held(plan["chunk"], counter, dontfork=True)
+        self.base = None
+        if plan.get("model") == "process":  # the base is held before the start and is no latency sample
+            self.base = Steps(plan["chunk"], dontfork=True)
+            self.base.adjust(int(plan.get("base", 0)))
+            self.held = Steps(plan["chunk"], dontfork=True)
+        else:
+            self.held = Held(plan["chunk"], counter, dontfork=True)
         self.calls: dict[int, dict] = {}
         self.checkpoints: list[list[float]] = []
         self.call_checkpoints: list[list[float]] = []  # the window owners' (see run_call)
@@ -300,7 +352,7 @@ class Agent:
             kind = event["k"]
             chunks_before = len(self.held.latencies)
             if kind == "a":
-                self.held.adjust(int(event["b"]))
+                self.held.adjust(int(event["b"]) - (self.base.total if self.base else 0))
             elif kind == "c":
                 self.start_call(event, origin + event["t"])
             elif kind == "w":
