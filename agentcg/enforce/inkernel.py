@@ -137,6 +137,10 @@ class InKernelPolicy:
         if priority == "high":
             self._set(wl.path, Policy(priority=PRIO_HIGH, flags=PROTECT_LOW))
 
+    def track(self, path: Path, policy: Policy) -> None:
+        """Give one cgroup a policy as it is (the other track_* methods compose agentcg's own)."""
+        self._set(path, policy)
+
     def forget(self, path: Path) -> None:
         cgid = self._cgid(path)
         if cgid is not None:

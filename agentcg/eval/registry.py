@@ -1,6 +1,6 @@
 """The policies a replay can be asked for by name: the baselines, the real user-space peers people deploy
-(Debian's oomd and earlyoom, agentcg.eval.peers) and agentcg itself (agentcg.eval.agentcg_policy), each imported
-only when asked for."""
+(Debian's oomd and earlyoom, agentcg.eval.peers), the AgentCgroup paper's BPF setting (agentcg.eval.paper) and
+agentcg itself (agentcg.eval.agentcg_policy), each imported only when asked for."""
 from __future__ import annotations
 
 from typing import Callable
@@ -12,6 +12,11 @@ from agentcg.workloads.policy import NoPolicy, Policy, StaticPolicy
 def _agentcg_policy(inkernel: bool = False) -> Policy:
     from agentcg.eval.agentcg_policy import AgentcgPolicy  # the controller, imported only when asked for
     return AgentcgPolicy(inkernel=inkernel)
+
+
+def _paper_policy() -> Policy:
+    from agentcg.eval.paper import PaperBpfPolicy  # the paper's BPF setting, on memcg_bpf_ops
+    return PaperBpfPolicy()
 
 
 def _peer_policy(name: str) -> Policy:
@@ -27,6 +32,7 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "earlyoom": lambda: _peer_policy("earlyoom"),
     "agentcg": _agentcg_policy,
     "agentcg-kernel": lambda: _agentcg_policy(inkernel=True),
+    "paper-bpf": _paper_policy,
 }
 
 
