@@ -5,13 +5,15 @@ Two methods, each where it is right:
   characterization's P50/P95 of traces, replay latencies), where a value between two samples is a fair estimate.
 - "nearest-rank": the smallest sample with at least q % of the samples at or below it: always a value that was
   observed. For a limit learned from samples (agentcg.budgets), which should be a peak a call really reached.
+- "floor-index": element floor(q/100 x n) of the sorted samples (the last one when that is n): how the
+  AgentCgroup paper's figure script takes its P95 (agentcg.eval.paper reproduces it with it).
 A maximum is a maximum: callers report max() as such, never as a P99.
 """
 from __future__ import annotations
 
 import math
 
-METHODS = ("linear", "nearest-rank")
+METHODS = ("linear", "nearest-rank", "floor-index")
 
 
 def percentile(values, q: float, method: str = "linear") -> float | None:
@@ -23,6 +25,8 @@ def percentile(values, q: float, method: str = "linear") -> float | None:
     xs = sorted(values)
     if not xs:
         return None
+    if method == "floor-index":
+        return xs[min(len(xs) - 1, math.floor(q / 100 * len(xs)))]
     if method == "nearest-rank":
         return xs[max(0, min(len(xs) - 1, math.ceil(q / 100 * len(xs)) - 1))]
     pos = (len(xs) - 1) * q / 100

@@ -49,6 +49,8 @@ def test_percentile_nearest_rank_is_an_observed_value():
     assert percentile([100, 110, 120, 130, 400], 95, "nearest-rank") == 400
     assert percentile([4, 1, 3, 2], 50, "nearest-rank") == 2
     assert percentile(range(1, 101), 95, "nearest-rank") == 95
+    assert percentile(range(1, 101), 95, "floor-index") == 96  # the paper's: element floor(0.95 n)
+    assert percentile(range(1, 21), 95, "floor-index") == 20
     with pytest.raises(ValueError):
         percentile([1], 95, "midpoint")
 

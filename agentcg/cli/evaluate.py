@@ -13,6 +13,7 @@ from agentcg.cgroup import ROOT as CGROUP_ROOT
 from agentcg.cgroup import Cgroup
 from agentcg.cli.errors import fail
 from agentcg.eval.bench import DENSITY_MEMORY_GIB, DENSITY_POLICIES, SWEEP_POLICIES, SWEEP_SHARES, density, sweep
+from agentcg.eval.paper import PAPER_POLICIES
 from agentcg.eval.registry import POLICIES, make_policy
 from agentcg.harness import kernels
 from agentcg.workloads import engine
@@ -148,3 +149,31 @@ def sweep_cmd(scenario, policies, shares, speed, mem_scale):
         click.echo(json.dumps(sweep(scenario, tuple(policies), tuple(shares), speed, mem_scale), indent=1))
     except (ReplayError, ScenarioError) as e:
         fail(str(e))
+
+
+@bench.command("paper")
+@click.option("--kernel", default="agentcg-6.12", show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--policy", "policies", multiple=True, default=PAPER_POLICIES, show_default=True)
+def paper_cmd(kernel, repeats, policies):
+    """The AgentCgroup paper's experiment (paper-tight, paper-moderate), REPEATS times per policy in one guest:
+    results/<kernel>/bench/paper.json and paper.png."""
+    from agentcg.eval import bench as bench_mod
+    try:
+        click.echo(f"results: {bench_mod.paper(kernel, repeats, tuple(policies))}")
+    except (kernels.KernelError, bench_mod.BenchError) as e:
+        fail(str(e))
+
+
+@bench.command("paper-run")
+@click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--policy", "policies", multiple=True, default=PAPER_POLICIES, show_default=True)
+def paper_run_cmd(repeats, policies):
+    """(In a guest: needs root and cgroup v2.) The paper's experiment; JSON on stdout, progress on stderr."""
+    from agentcg.eval.paper import run_paper
+    try:
+        data = run_paper(repeats, policies=tuple(policies), progress=lambda line: click.echo(line, err=True))
+    except (ReplayError, ScenarioError) as e:
+        fail(str(e))
+    click.echo(json.dumps(data, indent=1))
+

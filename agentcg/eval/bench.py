@@ -319,17 +319,68 @@ def evaluate(kernel: str, run: bool = True, do_sweep: bool = True, do_density: b
     report(k.slug)
 
 
-def in_guest(k, args: list[str]) -> str:
+def in_guest(k, args: list[str], timeout_s: float = 3600) -> str:
     """Run `agentcg bench ARGS` in a guest of kernel K; its JSON output (its stdout: progress goes to stderr)."""
-    from agentcg.harness import kbuild
-    from agentcg.harness import vm
+    from agentcg.harness import kbuild, vm
     rwdir = results_dir(k.slug) / "bench" / "vmrun"
     objects = kbuild.bpf_objects_for(k.image)
     outcome = vm.run_argv(k.image, ["agentcg", "bench", *args], rwdir, capture=True, announce=True,
                           env={"AGENTCG_BPF_DIR": str(objects)} if objects else None,
-                          watchdog=vm.Watchdog(boot_timeout=300, stall_timeout=3600, total_timeout=3600).scaled())
+                          watchdog=vm.Watchdog(boot_timeout=300, stall_timeout=timeout_s,
+                                               total_timeout=timeout_s).scaled())
     if not outcome.ok:
         err = (rwdir / "stderr").read_text(errors="replace") if (rwdir / "stderr").exists() else ""
         raise BenchError(f"bench {' '.join(args)} failed ({outcome.killed_reason or f'exit {outcome.guest_exit}'}):"
                                    f" {err.strip()[-2000:] or outcome.console_tail(20)}")
     return (rwdir / "stdout").read_text()
+
+
+def paper(kernel: str, repeats: int, policies: tuple[str, ...]) -> Path:
+    """The paper's experiment (agentcg.eval.paper) on KERNEL, `repeats` times, in one guest; writes
+    results/<kernel>/bench/paper.json and paper.png, returns the JSON's path."""
+    import json as _json
+
+    from agentcg.eval.paper import PAPER_SCENARIOS
+    from agentcg.harness import kernels
+    k = kernels.resolve(kernel)
+    runs = repeats * len(PAPER_SCENARIOS) * (len(policies) + 1)
+    text = in_guest(k, ["paper-run", "--repeats", str(repeats), *[a for p in policies for a in ("--policy", p)]],
+                    timeout_s=600 + 180 * runs)
+    data = _json.loads(text)
+    data["kernel"] = k.name
+    out = results_dir(k.slug) / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "paper.json"
+    path.write_text(_json.dumps(data, indent=1))
+    paper_figure(data, out / "paper.png")
+    return path
+
+
+def paper_figure(data: dict, path: Path) -> None:
+    """Survival rate and HIGH's P95 allocation latency (median, bars from min to max) per policy and scenario."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    scenarios = list(data["scenarios"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / max(len(scenarios), 1)
+    for j, name in enumerate(scenarios):
+        per = data["scenarios"][name]
+        policies = list(per)
+        xs = [i + j * width for i in range(len(policies))]
+        axes[0].bar(xs, [per[p]["summary"]["survival_rate"] or 0 for p in policies], width, label=name)
+        p95 = [per[p]["summary"]["hp_alloc_p95_ms"] for p in policies]
+        med = [s["median"] or 0 for s in p95]
+        err = [[m - (s["min"] or m) for m, s in zip(med, p95)], [(s["max"] or m) - m for m, s in zip(med, p95)]]
+        axes[1].bar(xs, med, width, yerr=err, capsize=3, label=name)
+        for ax in axes:
+            ax.set_xticks([i + width * (len(scenarios) - 1) / 2 for i in range(len(policies))], policies)
+    axes[0].set_ylabel("processes completed (share)")
+    axes[1].set_ylabel("HIGH allocation P95 (ms)")
+    axes[0].set_title(f"survival over {data['repeats']} runs")
+    axes[1].set_title("HIGH P95 per run: median, min-max")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+

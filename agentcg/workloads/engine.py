@@ -275,7 +275,7 @@ def run(agents: list[AgentSpec], parent: Cgroup, policy: Policy | None = None, *
             except BrokenPipeError:  # died since it was ready: the monitor reports it
                 pass
         _monitor(runs, policy, t0, timeout, sample_interval, on_progress, errors)
-        results = [_agent_result(r, policy, speed, mem_scale) for r in runs]
+        results = [_agent_result(r, policy, speed, mem_scale, model is not None) for r in runs]
         wall = time.monotonic() - t0
     finally:
         try:
@@ -381,7 +381,7 @@ def _monitor(runs: list[_Run], policy: Policy, t0: float, timeout: float, interv
             on_progress(r.spec.name, r.progress())
 
 
-def _agent_result(r: _Run, policy: Policy, speed: float, mem_scale: float) -> AgentResult:
+def _agent_result(r: _Run, policy: Policy, speed: float, mem_scale: float, process: bool = False) -> AgentResult:
     curve = r.spec.curve
     plan = r.plan
     call_results, tool_lat, kills, frozen = [], [], [], []
@@ -429,7 +429,8 @@ def _agent_result(r: _Run, policy: Policy, speed: float, mem_scale: float) -> Ag
         agent_alloc_latency_ms=latency_summary(r.agent_lat), tool_alloc_latency_ms=latency_summary(tool_lat),
         fidelity=fidelity(r.samples, timeline(r.checkpoints, r.call_checkpoints, plan.groups), curve, speed,
                           mem_scale),
-        overhead_bytes=r.overhead, calls=call_results, error=r.error)
+        overhead_bytes=r.overhead, calls=call_results, error=r.error,
+        growth_latencies_ms=[round(x / 1000.0, 3) for x in r.agent_lat] if process else None)
 
 
 def _cleanup(runs: list[_Run], tops: list[Cgroup], parent: Cgroup, budget: int | None, old_budget: str | None,

@@ -48,6 +48,7 @@ class AgentResult:
     overhead_bytes: int | None  # the agent process's own footprint before it held anything
     calls: list[CallResult] = field(default_factory=list)
     error: str | None = None
+    growth_latencies_ms: list[float] | None = None  # process model: each growth step's time, in order
 
 
 @dataclass
