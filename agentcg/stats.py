@@ -6,7 +6,7 @@ Two methods, each where it is right:
 - "nearest-rank": the smallest sample with at least q % of the samples at or below it: always a value that was
   observed. For a limit learned from samples (agentcg.budgets), which should be a peak a call really reached.
 - "floor-index": element floor(q/100 x n) of the sorted samples (the last one when that is n): how the
-  AgentCgroup paper's figure script takes its P95 (agentcg.eval.paper reproduces it with it).
+  AgentCgroup paper's figure script takes its P95 (agentcg.eval.reproduce uses it for that).
 A maximum is a maximum: callers report max() as such, never as a P99.
 """
 from __future__ import annotations

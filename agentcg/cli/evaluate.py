@@ -13,8 +13,8 @@ from agentcg.cgroup import ROOT as CGROUP_ROOT
 from agentcg.cgroup import Cgroup
 from agentcg.cli.errors import fail
 from agentcg.eval.bench import DENSITY_MEMORY_GIB, DENSITY_POLICIES, SWEEP_POLICIES, SWEEP_SHARES, density, sweep
-from agentcg.eval.paper import PAPER_POLICIES
 from agentcg.eval.registry import POLICIES, make_policy
+from agentcg.eval.reproduce import PAPER_POLICIES
 from agentcg.harness import kernels
 from agentcg.workloads import engine
 from agentcg.workloads.engine import check_environment, run_scenario
@@ -170,7 +170,7 @@ def paper_cmd(kernel, repeats, policies):
 @click.option("--policy", "policies", multiple=True, default=PAPER_POLICIES, show_default=True)
 def paper_run_cmd(repeats, policies):
     """(In a guest: needs root and cgroup v2.) The paper's experiment; JSON on stdout, progress on stderr."""
-    from agentcg.eval.paper import run_paper
+    from agentcg.eval.reproduce import run_paper
     try:
         data = run_paper(repeats, policies=tuple(policies), progress=lambda line: click.echo(line, err=True))
     except (ReplayError, ScenarioError) as e:

@@ -340,7 +340,7 @@ def paper(kernel: str, repeats: int, policies: tuple[str, ...]) -> Path:
     results/<kernel>/bench/paper.json and paper.png, returns the JSON's path."""
     import json as _json
 
-    from agentcg.eval.paper import PAPER_SCENARIOS
+    from agentcg.eval.reproduce import PAPER_SCENARIOS
     from agentcg.harness import kernels
     k = kernels.resolve(kernel)
     runs = repeats * len(PAPER_SCENARIOS) * (len(policies) + 1)

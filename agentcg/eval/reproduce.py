@@ -1,0 +1,104 @@
+"""The AgentCgroup paper's experiment, reproduced with repeats (`agentcg bench paper`): its two scenarios
+(fixtures/scenarios/paper-*.yaml, the process model) under each policy, HIGH alone once per repeat, and per run
+the paper's metrics as its public code defines them (../shared/design/paper-evaluation.md): which processes
+completed, HIGH's completion against its time alone, HIGH's allocation latency per growth step (P50; the paper's
+P95: zeros dropped, element floor(0.95 n)), the total completion and the policy's throttle count. Summaries are
+medians with min and max; a run with replay errors is marked failed and enters no median.
+"""
+from __future__ import annotations
+
+from agentcg.workloads.plan import ReplayError
+
+PAPER_SCENARIOS = ("paper-tight", "paper-moderate")
+PAPER_POLICIES = ("none", "paper-bpf", "agentcg", "agentcg-kernel")
+
+
+def paper_p95(latencies_ms: list[float]) -> float | None:
+    """The paper's per-run P95 of HIGH's allocation latency: zeros dropped, element floor(0.95 n)."""
+    from agentcg.stats import percentile
+    return percentile([x for x in latencies_ms if x > 0], 95, "floor-index")
+
+
+def run_record(result, alone_s: float | None) -> dict:
+    """One run, as paper.json keeps it. HIGH is the scenario's first agent. A run with replay errors is marked
+    failed: its latencies and times are kept but never enter a median."""
+    from agentcg.stats import percentile
+    high = result.agents[0]
+    lat = [x for x in (high.growth_latencies_ms or []) if x > 0]
+    throttled = [a.get("count", 0) for a in result.policy_actions if a.get("action") == "throttled"]
+    done = [a.completion_s for a in result.agents]
+    return {
+        "failed": bool(result.errors), "errors": result.errors,
+        "survived": [a.name for a in result.agents if a.survived],
+        "killed": [a.name for a in result.agents if a.oom_kills],
+        "hp_completion_s": high.completion_s, "hp_alone_s": alone_s,
+        "hp_completion_vs_alone": round(high.completion_s / alone_s, 4) if high.completion_s and alone_s else None,
+        "hp_alloc_p50_ms": percentile(lat, 50) if lat else None, "hp_alloc_p95_ms": paper_p95(lat) if lat else None,
+        "hp_growths": len(lat),
+        "total_completion_s": max(done) if all(d is not None for d in done) else None,
+        "throttle_events": sum(throttled) if throttled else None,
+        "wall_s": result.wall_s,
+    }
+
+
+def _spread(values: list[float]) -> dict:
+    import statistics
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)} \
+        if values else {"median": None, "min": None, "max": None, "n": 0}
+
+
+def summarize(runs: list[dict], processes: int) -> dict:
+    """Survival over every run (a process that did not finish did not survive, whatever stopped it); times and
+    latencies over the runs that did not fail and in which HIGH finished, as median with min and max."""
+    ok = [r for r in runs if not r["failed"] and r["hp_completion_s"] is not None]
+
+    def over(key):
+        return _spread([r[key] for r in ok if r[key] is not None])
+    return {
+        "processes": processes, "runs": len(runs), "failed_runs": sum(r["failed"] for r in runs),
+        "survival_rate": round(sum(len(r["survived"]) for r in runs) / (processes * len(runs)), 4) if runs else None,
+        "all_survived_runs": sum(len(r["survived"]) == processes for r in runs),
+        "hp_completion_vs_alone": over("hp_completion_vs_alone"), "hp_alloc_p50_ms": over("hp_alloc_p50_ms"),
+        "hp_alloc_p95_ms": over("hp_alloc_p95_ms"), "total_completion_s": over("total_completion_s"),
+        "throttle_events": over("throttle_events"),
+    }
+
+
+def run_paper(repeats: int, scenarios=PAPER_SCENARIOS, policies=PAPER_POLICIES, progress=None) -> dict:
+    """In a guest (root, cgroup v2): every scenario x policy, `repeats` times, policies interleaved within a
+    repeat so drift hits them alike; HIGH alone once per repeat (its completion without the others)."""
+    import uuid
+
+    from agentcg.cgroup import ROOT, Cgroup
+    from agentcg.eval.registry import make_policy
+    from agentcg.workloads.engine import check_environment, run, run_scenario
+    from agentcg.workloads.scenario import SCENARIO_DIR, load_scenario
+    parent_path = ROOT / f"agentcg-paper-{uuid.uuid4().hex[:8]}"
+    check_environment(parent_path)
+    Cgroup(ROOT).enable("memory")
+    parent = Cgroup(ROOT).child(parent_path.name)
+    out = {"repeats": repeats, "scenarios": {}}
+    try:
+        for name in scenarios:
+            scenario = load_scenario(SCENARIO_DIR / f"{name}.yaml")
+            per = {p: [] for p in policies}
+            for i in range(repeats):
+                alone = run([scenario.agents[0]], parent, make_policy("none"), speed=scenario.speed,
+                            mem_scale=scenario.mem_scale, model=scenario.model, scenario=f"{name}-alone")
+                alone_s = alone.agents[0].completion_s if not alone.errors else None
+                for policy in policies:
+                    try:
+                        result = run_scenario(scenario, parent, make_policy(policy))
+                        record = run_record(result, alone_s)
+                    except ReplayError as e:
+                        record = {"failed": True, "errors": [str(e)], "survived": [], "killed": [],
+                                  "hp_completion_s": None}
+                    per[policy].append(record)
+                    if progress:
+                        progress(f"{name} {policy} run {i + 1}/{repeats}: survived {record['survived']}"
+                                 f"{' FAILED: ' + '; '.join(record['errors']) if record['failed'] else ''}")
+            out["scenarios"][name] = {p: {"runs": rs, "summary": summarize(rs, len(scenario.agents))}
+                                      for p, rs in per.items()}
+    finally:
+        parent.destroy()
+    return out
