@@ -373,6 +373,9 @@ def paper_figure(data: dict, path: Path) -> None:
         med = [s["median"] or 0 for s in p95]
         err = [[m - (s["min"] or m) for m, s in zip(med, p95)], [(s["max"] or m) - m for m, s in zip(med, p95)]]
         axes[1].bar(xs, med, width, yerr=err, capsize=3, label=name)
+        for x, s in zip(xs, p95):
+            if not s["n"]:  # every run failed or HIGH never finished: no latency to show, say so
+                axes[1].text(x, 0, "no run\nfinished", ha="center", va="bottom", fontsize=7, rotation=90)
         for ax in axes:
             ax.set_xticks([i + width * (len(scenarios) - 1) / 2 for i in range(len(policies))], policies)
     axes[0].set_ylabel("processes completed (share)")
