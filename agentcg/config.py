@@ -75,8 +75,6 @@ def build(cls, data: dict, convert: dict[str, Callable], where: str, error: type
     for key, raw in data.items():
         try:
             value = convert[key](raw)
-        except error:
-            raise
         except (TypeError, ValueError) as e:
             raise error(f"{where}: {key}: {e}") from None
         if isinstance(value, dict) and key not in names:  # a converter that sets several fields

@@ -4,18 +4,15 @@ A priority is what an operator gives an agent workload; each mechanism reads its
 - cpu_weight: the workload's cpu.weight (agentcg.layout), so CPU is shared by priority where sched_ext is absent;
 - reserve_factor: how much of the ladder's reserve a workload of this priority keeps free before its calls are
   throttled (agentcg.ladder): a low-priority agent yields earlier, a high one later;
-- bpf: its code in the in-kernel policy's map (bpf/include/memcg_policy.h, read through agentcg.bpf_abi).
+- its code in the in-kernel policy's map is the header's PRIO_<NAME> (agentcg.enforce.memcg_bpf.priority_code),
+  read only where the in-kernel policy runs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agentcg import bpf_abi
-
 MIB = 1 << 20
 PAGE = 4096  # bytes; the memory controller charges whole pages
-
-_ABI = bpf_abi.constants("memcg_policy.h")
 
 
 @dataclass(frozen=True)
@@ -23,13 +20,12 @@ class Priority:
     name: str
     cpu_weight: int
     reserve_factor: float
-    bpf: int
 
 
 PRIORITY = {p.name: p for p in (
-    Priority("low", cpu_weight=50, reserve_factor=2.0, bpf=_ABI["PRIO_LOW"]),
-    Priority("normal", cpu_weight=100, reserve_factor=1.0, bpf=_ABI["PRIO_NORMAL"]),
-    Priority("high", cpu_weight=200, reserve_factor=0.5, bpf=_ABI["PRIO_HIGH"]),
+    Priority("low", cpu_weight=50, reserve_factor=2.0),
+    Priority("normal", cpu_weight=100, reserve_factor=1.0),
+    Priority("high", cpu_weight=200, reserve_factor=0.5),
 )}
 PRIORITIES = tuple(PRIORITY)  # lowest first
 DEFAULT_PRIORITY = "normal"

@@ -73,10 +73,9 @@ def vmrun(kernel: str, memory: str, timeout: float, cmd: tuple[str, ...]):
     from agentcg.harness import kbuild
     rwdir = REPO_ROOT / "results" / k.slug / "vmrun"
     try:
-        objects = kbuild.bpf_objects_for(k.image)  # the in-kernel policy and scheduler, for kernels we build
+        env = {"COLUMNS": "160", **kbuild.bpf_env(k.image)}  # the in-kernel policy and scheduler, where built
     except kbuild.BuildError as e:
         fail(f"building bpf/ for {k.name}: {e}")
-    env = {"COLUMNS": "160", **({"AGENTCG_BPF_DIR": str(objects)} if objects else {})}
     # announced: once the guest is up only --timeout bounds the command
     outcome = vm.run_argv(k.image, list(cmd), rwdir, env=env, capture=True, announce=True, memory=memory,
                           watchdog=vm.Watchdog(boot_timeout=300, stall_timeout=timeout, total_timeout=timeout).scaled())

@@ -25,10 +25,9 @@ from pathlib import Path
 from agentcg import features
 from agentcg.cgroup import Cgroup, cgroup_id
 from agentcg.enforce import memcg_bpf
-from agentcg.enforce.memcg_bpf import (POLICY_AGENT, PRIO_HIGH, PRIO_NORMAL, PROTECT_LOW, PROTECT_MIN, Policy,
-                                       ThrottleEvent)
+from agentcg.enforce.memcg_bpf import POLICY_AGENT, PRIO_HIGH, PROTECT_LOW, PROTECT_MIN, Policy, ThrottleEvent
 from agentcg.ladder import reserve_for
-from agentcg.vocab import PAGE, PRIORITY
+from agentcg.vocab import PAGE
 
 REPLY_TIMEOUT_S = 10.0
 
@@ -126,14 +125,14 @@ class InKernelPolicy:
 
     def track_call(self, cg: Cgroup, budget: int, priority: str, tool_class: int = 0) -> None:
         reserve = reserve_for(self.reserve_bytes, priority)
-        self._set(cg.path, Policy(priority=PRIORITY[priority].bpf if priority in PRIORITY else PRIO_NORMAL, tool_class=tool_class,
+        self._set(cg.path, Policy(priority=memcg_bpf.priority_code(priority), tool_class=tool_class,
                                   budget_pages=max(1, budget // PAGE), reserve_pages=max(1, reserve // PAGE)))
 
     def track_workload(self, wl: Cgroup, priority: str) -> None:
         """The agent leaf is never delayed and protected from reclaim; a high-priority workload is protected
         as a whole (below_low), and its agent leaf also from reclaim at memory.min strength."""
         agent_flags = POLICY_AGENT | PROTECT_LOW | (PROTECT_MIN if priority == "high" else 0)
-        self._set(wl.path / "agent", Policy(priority=PRIORITY[priority].bpf if priority in PRIORITY else PRIO_NORMAL, flags=agent_flags))
+        self._set(wl.path / "agent", Policy(priority=memcg_bpf.priority_code(priority), flags=agent_flags))
         if priority == "high":
             self._set(wl.path, Policy(priority=PRIO_HIGH, flags=PROTECT_LOW))
 

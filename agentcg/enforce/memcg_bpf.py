@@ -105,6 +105,12 @@ def attach(obj_path: Path, cgroup: Path | None, pin: Path, override: bool = Fals
 
 _ABI = bpf_abi.constants("memcg_policy.h")
 PRIO_LOW, PRIO_NORMAL, PRIO_HIGH = _ABI["PRIO_LOW"], _ABI["PRIO_NORMAL"], _ABI["PRIO_HIGH"]
+
+
+def priority_code(priority: str) -> int:
+    """A priority's code in the policy map (agentcg.vocab's names; PRIO_NORMAL for an unknown one)."""
+    return _ABI.get(f"PRIO_{priority.upper()}", PRIO_NORMAL)
+
 POLICY_AGENT, PROTECT_LOW, PROTECT_MIN = _ABI["POLICY_AGENT"], _ABI["PROTECT_LOW"], _ABI["PROTECT_MIN"]
 _POLICY = bpf_abi.layout("memcg_policy.h", "policy")
 _EVENT = bpf_abi.layout("memcg_policy.h", "event")

@@ -323,9 +323,8 @@ def in_guest(k, args: list[str], timeout_s: float = 3600) -> str:
     """Run `agentcg bench ARGS` in a guest of kernel K; its JSON output (its stdout: progress goes to stderr)."""
     from agentcg.harness import kbuild, vm
     rwdir = results_dir(k.slug) / "bench" / "vmrun"
-    objects = kbuild.bpf_objects_for(k.image)
     outcome = vm.run_argv(k.image, ["agentcg", "bench", *args], rwdir, capture=True, announce=True,
-                          env={"AGENTCG_BPF_DIR": str(objects)} if objects else None,
+                          env=kbuild.bpf_env(k.image),
                           watchdog=vm.Watchdog(boot_timeout=300, stall_timeout=timeout_s,
                                                total_timeout=timeout_s).scaled())
     if not outcome.ok:

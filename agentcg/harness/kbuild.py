@@ -413,6 +413,12 @@ def build_bpf_objects(tools_dir: Path) -> Path:
     return tools_dir.parent / "bpf"
 
 
+def bpf_env(image: Path) -> dict[str, str]:
+    """The guest environment that points agentcg at a kernel's BPF objects (empty for a kernel without them)."""
+    objects = bpf_objects_for(image)
+    return {"AGENTCG_BPF_DIR": str(objects)} if objects else {}
+
+
 def bpf_objects_for(image: Path) -> Path | None:
     """Kernels we build carry their own toolchain next to the image: build bpf/ against it (None: a kernel
     without one, e.g. Debian's)."""

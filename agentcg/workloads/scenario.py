@@ -93,14 +93,13 @@ class Scenario:
         the step function the process model holds, or the linear curve the tool-call model follows; scaled."""
         scale = self.mem_scale if mem_scale is None else mem_scale
         times = sorted({s.t for a in self.agents for s in a.trace.samples})
-        out = []
-        for when in times:
-            if self.model is not None:
-                total = sum(step_at([(s.t, s.mem_bytes) for s in a.trace.samples], when + 1e-9) for a in self.agents)
-            else:
-                total = sum(int(a.curve.at(when)) if when <= a.trace.duration else 0 for a in self.agents)
-            out.append((when, int(round(total * scale))))
-        return out
+        if self.model is not None:
+            points = [[(s.t, s.mem_bytes) for s in a.trace.samples] for a in self.agents]
+            totals = [sum(step_at(p, when + 1e-9) for p in points) for when in times]
+        else:
+            curves = [(a.curve, a.trace.duration) for a in self.agents]
+            totals = [sum(int(c.at(when)) if when <= d else 0 for c, d in curves) for when in times]
+        return [(when, int(round(total * scale))) for when, total in zip(times, totals)]
 
     def peaks(self, mem_scale: float | None = None) -> list[int]:
         """Each agent's peak in bytes, scaled."""

@@ -56,6 +56,19 @@ FLUSH_EVERY_S = 0.1
 _MAP = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
 
 
+def _chunk(size: int, dontfork: bool) -> mmap.mmap:
+    """An anonymous mapping, without transparent huge pages (so frees are immediate), not inherited by forks when
+    dontfork (the agent's chunks must not be shared with, and kept alive by, its forked calls)."""
+    area = mmap.mmap(-1, size, flags=_MAP)
+    try:
+        area.madvise(mmap.MADV_NOHUGEPAGE)
+    except OSError:
+        pass  # a kernel without transparent huge pages (EINVAL): nothing to turn off
+    if dontfork:
+        area.madvise(mmap.MADV_DONTFORK)
+    return area
+
+
 class Held:
     """Anonymous memory a process holds in equal chunks, steered towards a target by a memory counter."""
 
@@ -81,13 +94,7 @@ class Held:
         bound = max(target - current, 0) // self.chunk * 2 + 8  # a counter that never moves must not loop forever
         while current < target - half and bound > 0:
             started = time.perf_counter()
-            area = mmap.mmap(-1, self.chunk, flags=_MAP)
-            try:
-                area.madvise(mmap.MADV_NOHUGEPAGE)
-            except OSError:
-                pass  # a kernel without transparent huge pages (EINVAL): nothing to turn off
-            if self.dontfork:
-                area.madvise(mmap.MADV_DONTFORK)
+            area = _chunk(self.chunk, self.dontfork)
             area.write(self.pattern)
             self.latencies.append(time.perf_counter() - started)
             self.chunks.append(area)
@@ -123,13 +130,7 @@ class Steps:
             started = time.perf_counter()
             while self.total < target:
                 size = min(self.chunk, target - self.total)
-                area = mmap.mmap(-1, size, flags=_MAP)
-                try:
-                    area.madvise(mmap.MADV_NOHUGEPAGE)
-                except OSError:
-                    pass
-                if self.dontfork:
-                    area.madvise(mmap.MADV_DONTFORK)
+                area = _chunk(size, self.dontfork)
                 area[::self.PAGE] = b"\x01" * (size // self.PAGE)
                 self.chunks.append(area)
                 self.total += size
