@@ -4,7 +4,8 @@ Works on any cgroup v2 kernel (no BPF needed). Per tick and tool call it reads m
 from memory.pressure ("some" total) and the workload's headroom; agentcg.ladder decides; the action is written
 to the cgroup (memory.high, cgroup.freeze, cgroup.kill) and logged as one JSON line with its reason. A killed
 call's reason is stored in its metadata for the agent (`agentcg exec` prints it). Finished calls teach the
-budgets their peaks and are removed.
+budgets their peaks and are removed. While workloads are short of headroom it also reads their agent leaves, and
+agents take turns growing (agentcg.ladder.agent_turns: the others, below high priority, wait at memory.high).
 
 With an in-kernel policy (agentcg.enforce.inkernel, on kernels with memcg_bpf_ops) the controller also keeps the policy's
 maps in step with the tree, and the policy's throttle events wake it at once: the kernel delays a call within a
@@ -50,6 +51,14 @@ class CallState:
     peak: int = 0
     was_populated: bool = False
     first_seen: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class AgentState:
+    """What the controller remembers of an agent leaf between ticks, for the agents' turn."""
+    usage: int | None = None
+    rose_at: float = float("-inf")
+    waiting: bool = False
 
 
 @dataclass
@@ -127,6 +136,8 @@ class Controller:
         self.tracked_workloads: set[str] = set()
         self.workload_ids: dict[str, int] = {}
         self.calls: dict[tuple[str, str], CallState] = {}
+        self.agents: dict[str, AgentState] = {}
+        self.turn: str | None = None  # the agent growing while agents share too little headroom
         self.files = FileCache()  # what every tick reads, kept open
         self._priority: dict[str, str] = {}  # per workload, read once: it is fixed when the workload is made
         self._wl: dict[str, tuple[Cgroup, Cgroup]] = {}  # workload -> (its cgroup, its tools cgroup)
@@ -147,6 +158,7 @@ class Controller:
         read = self.files.read
         available, memo = host_available(read), {}
         workloads = self._workloads()
+        agents = []
         for wname in workloads:
             _, wl, tools = self._wl[wname]
             try:
@@ -154,8 +166,11 @@ class Controller:
                 priority = self._workload_priority(wname)
                 if wname not in self.tracked_workloads:
                     self._track_workload(wname, wl)
+                agent = self._agent_view(wname, wl, headroom, priority, now)
             except (OSError, ValueError):
                 continue  # removed while we looked
+            if agent:
+                agents.append(agent)
             for cg in self._calls_of(wname, tools):
                 try:
                     self._tick_call(wname, cg, headroom, priority, now)
@@ -163,6 +178,45 @@ class Controller:
                     if not cgroup_gone(e):
                         raise
                     self._drop_call(wname, cg.name)
+        self._take_turns(agents)
+
+    # ---- the agents' turn (agentcg.ladder.agent_turns) -----------------------------------------------------
+
+    def _agent_view(self, wname: str, wl: Cgroup, headroom: int, priority: str,
+                    now: float) -> ladder.AgentView | None:
+        """The agent leaf as the turn sees it; None (and not read) while its workload has twice its reserve, and
+        with the in-kernel policy, which takes the turns itself within a charge batch."""
+        if self.inkernel:
+            return None
+        state = self.agents.setdefault(wname, AgentState())
+        if not state.waiting and headroom >= 2 * ladder.reserve_for(self.cfg.reserve_bytes, priority):
+            state.usage = None
+            return None
+        usage = int(self.files.read(f"{wl.path}/agent/memory.current"))
+        if state.usage is not None and usage > state.usage:
+            state.rose_at = now
+        state.usage = usage
+        return ladder.AgentView(wname, priority, usage, headroom, now - state.rose_at, state.waiting)
+
+    def _take_turns(self, agents: list[ladder.AgentView]) -> None:
+        if not agents and self.turn is None:
+            return
+        views = {a.name: a for a in agents}
+        self.turn, decisions = ladder.agent_turns(agents, self.turn, self.cfg)
+        for wname, decision in decisions:
+            state, (_, wl, _) = self.agents[wname], self._wl[wname]
+            try:
+                Cgroup(wl.path / "agent").write("memory.high",
+                                                decision.high if decision.action == "throttle" else "max")
+            except OSError as e:
+                if not cgroup_gone(e):
+                    raise
+                continue
+            state.waiting = decision.action == "throttle"
+            self.decisions += 1
+            self.log.emit(event="decision", action=decision.action, reason=decision.reason, workload=wname,
+                          call=None, usage=views[wname].usage, budget=None, headroom=views[wname].headroom,
+                          stall_frac=None)
 
     # ---- what the controller keeps per workload and call, dropped as soon as they are gone -----------------
 
@@ -220,6 +274,9 @@ class Controller:
             self._drop_call(w, name)
         _, wl, _ = self._wl.pop(wname)
         self._priority.pop(wname, None)
+        self.agents.pop(wname, None)
+        if self.turn == wname:
+            self.turn = None
         self.tracked_workloads.discard(wname)
         self.files.forget(wl.path)
 

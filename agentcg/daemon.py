@@ -26,10 +26,10 @@ from agentcg import config, ladder, mechanisms, metrics
 from agentcg.budgets import DEFAULT_FILE, BudgetError, Budgets
 from agentcg.budgets import load_config as load_budgets
 from agentcg.cgroup import ROOT as CGROUP_ROOT
+from agentcg.config import ConfigError
 from agentcg.controller import Controller, EventLog
 from agentcg.layout import DEFAULT_ROOT, DEFAULT_STATE, Layout, LayoutError, check_name
 from agentcg.stopping import Stop
-from agentcg.config import ConfigError
 from agentcg.vocab import DEFAULT_PRIORITY, MIB, PRIORITIES
 
 CHOICES = {"memory_policy": mechanisms.MEMORY_CHOICES, "cpu_scheduler": mechanisms.CPU_CHOICES,

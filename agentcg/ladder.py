@@ -15,6 +15,13 @@ The ladder, per tool call:
   a throttle alone can stall a call forever when nothing is reclaimable (no swap).
 - frozen: thawed (and memory.high lifted) as soon as the workload has room for it again; killed, as a last
   resort, after `kill_after_s` without room. Killing takes the whole tool subtree (cgroup.kill).
+
+Between agents (`agent_turns`): an agent leaf is never frozen or killed, but when agents grow together while
+their shared headroom is under their reserve, one holds the turn and goes on (the one of highest priority, else
+the larger: it has more invested); the others below high priority wait at memory.high = their usage until the
+shortage is over (headroom back at their reserve). Without swap, two bursts that do not fit together can only be
+taken one after the other: letting both creep on runs the shared limit out of memory with nothing but agents in
+it, and an agent caught at its peak cannot give memory back.
 """
 from __future__ import annotations
 
@@ -33,10 +40,11 @@ class LadderConfig:
     stall_frac: float = 0.5         # share of time stalled on memory that counts as "still under pressure"
     freeze_after_s: float = 1.0
     kill_after_s: float = 3.0
+    growing_s: float = 0.2          # an agent whose usage rose within this long is growing
 
     def __post_init__(self):
         if self.reserve_bytes < 0 or self.runaway_factor < 1 or not 0 < self.stall_frac <= 1 \
-                or self.freeze_after_s < 0 or self.kill_after_s < 0:
+                or self.freeze_after_s < 0 or self.kill_after_s < 0 or self.growing_s < 0:
             raise ValueError("ladder: reserve >= 0, runaway_factor >= 1, 0 < stall_frac <= 1, times >= 0")
 
 
@@ -121,3 +129,41 @@ def can_act(stage: str, headroom: int, priority: str, cfg: LadderConfig) -> bool
 def next_stage(stage: str, action: str) -> str:
     return {"throttle": "throttled", "release": "running", "freeze": "frozen", "thaw": "running",
             "kill": "killed"}.get(action, stage)
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """One tick's observation of a workload's agent leaf."""
+    name: str           # its workload
+    priority: str
+    usage: int          # memory.current of the agent leaf
+    headroom: int       # what its workload can still take
+    idle_for: float     # seconds since its usage last rose
+    waiting: bool       # held at memory.high until its turn
+
+
+def agent_turns(agents: list[AgentView], turn: str | None,
+                cfg: LadderConfig) -> tuple[str | None, list[tuple[str, Decision]]]:
+    """Who of the agents grows while their shared headroom is short: the turn's holder afterwards (None: no
+    shortage, or nobody grew in it) and a decision for each agent whose state changes: "throttle" (wait at
+    memory.high = usage) or "release" (go on)."""
+    rank = {p: i for i, p in enumerate(PRIORITY)}
+    short = {a.name: a for a in agents if a.headroom < reserve_for(cfg.reserve_bytes, a.priority)}
+    out = [(a.name, Decision("release", f"headroom back to {_mib(max(a.headroom, 0))}"))
+           for a in agents if a.waiting and a.name not in short]
+    growing = [a for a in short.values() if a.idle_for < cfg.growing_s]
+    holder = short.get(turn)
+    if growing:
+        best = max(growing, key=lambda a: (rank.get(a.priority, 1), a.usage, a.name))
+        if holder is None or rank.get(best.priority, 1) > rank.get(holder.priority, 1):
+            holder = best
+    if holder is not None and holder.waiting:
+        out.append((holder.name, Decision("release", f"its turn to grow ({_mib(max(holder.headroom, 0))} left "
+                                                     f"under the shared limit)")))
+    for a in growing:
+        if a is not holder and not a.waiting and a.priority != "high":
+            out.append((a.name, Decision(
+                "throttle", f"agents share {_mib(max(a.headroom, 0))} of headroom ({a.priority} priority reserve "
+                            f"{_mib(reserve_for(cfg.reserve_bytes, a.priority))}): waits at {_mib(a.usage)} "
+                            f"while {holder.name} grows", high=a.usage)))
+    return (holder.name if holder else None), out

@@ -2,7 +2,7 @@
 
     <root>/                      agentcg's subtree (default /sys/fs/cgroup/agentcg), memory+cpu+pids delegated down
       <workload>/                one agent task; optional memory.max; cpu.weight by priority
-        agent/                   the agent framework: memory.min/low protection, oom_score_adj -1000; never a victim
+        agent/                   the agent framework: memory.min/low protection; the OOM killer's last choice
         tools/                   memory+cpu+pids enabled for the calls
           call-<n>/              one tool call: its process tree, memory.oom.group=1, throttled/frozen/killed alone
 
@@ -26,10 +26,14 @@ from agentcg.vocab import PRIORITIES, PRIORITY
 DEFAULT_ROOT = Path("/sys/fs/cgroup/agentcg")
 DEFAULT_STATE = Path("/run/agentcg")
 CONTROLLERS = ("memory", "cpu", "pids")
-# The agent framework is never the OOM killer's victim; its tool calls must stay killable, or a memcg OOM in a
-# workload whose every process is protected finds no victim and the whole workload hangs.
-AGENT_OOM_SCORE_ADJ = -1000
+# The agent framework is the OOM killer's last choice, by priority (agentcg.vocab: -998 .. -1000); its tool calls
+# must stay killable, or a memcg OOM in a workload whose every process is protected finds no victim and the whole
+# workload hangs.
 TOOL_OOM_SCORE_ADJ = 0
+def agent_oom_score_adj(priority: str) -> int:
+    return PRIORITY[priority if priority in PRIORITY else "normal"].agent_oom_score_adj
+
+
 NAME_RX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -132,14 +136,14 @@ class Layout:
     def move_agent(self, name: str, pid: int) -> None:
         """Put the agent framework process into its leaf and make it the OOM killer's last choice."""
         Cgroup(self.workload(name).path / "agent").write("cgroup.procs", pid)
-        Path(f"/proc/{pid}/oom_score_adj").write_text(str(AGENT_OOM_SCORE_ADJ))
+        Path(f"/proc/{pid}/oom_score_adj").write_text(str(agent_oom_score_adj(self.priority(name))))
 
     # ---- tool calls ------------------------------------------------------------------------------------
 
     @staticmethod
     def unprotect_call(pid: int) -> None:
-        """Give a tool process back to the OOM killer: forked by the agent, it inherited the agent's -1000, and
-        with every process of a workload unkillable a memcg OOM finds no victim and the workload hangs."""
+        """Give a tool process back to the OOM killer: forked by the agent, it inherited the agent's last-choice
+        score, and the killer must take calls before any agent."""
         Path(f"/proc/{pid}/oom_score_adj").write_text(str(TOOL_OOM_SCORE_ADJ))
 
     def start_call(self, workload: str, command: str, cls: str, budget: int,

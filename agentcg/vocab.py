@@ -4,6 +4,11 @@ A priority is what an operator gives an agent workload; each mechanism reads its
 - cpu_weight: the workload's cpu.weight (agentcg.layout), so CPU is shared by priority where sched_ext is absent;
 - reserve_factor: how much of the ladder's reserve a workload of this priority keeps free before its calls are
   throttled (agentcg.ladder): a low-priority agent yields earlier, a high one later;
+- agent_oom_score_adj: of the agent framework's processes (agentcg.layout). Below high priority -998/-999: the
+  OOM killer's last choice, taken only when no tool call is left to kill (a call scores at least its size, an
+  agent its size minus ~all of the limit), so a memory cgroup holding nothing but agents never livelocks (an
+  OOM that finds no victim retries the faulting charge for ever, stalling every agent in it). High: -1000,
+  never chosen;
 - its code in the in-kernel policy's map is the header's PRIO_<NAME> (agentcg.enforce.memcg_bpf.priority_code),
   read only where the in-kernel policy runs.
 """
@@ -20,12 +25,13 @@ class Priority:
     name: str
     cpu_weight: int
     reserve_factor: float
+    agent_oom_score_adj: int
 
 
 PRIORITY = {p.name: p for p in (
-    Priority("low", cpu_weight=50, reserve_factor=2.0),
-    Priority("normal", cpu_weight=100, reserve_factor=1.0),
-    Priority("high", cpu_weight=200, reserve_factor=0.5),
+    Priority("low", cpu_weight=50, reserve_factor=2.0, agent_oom_score_adj=-998),
+    Priority("normal", cpu_weight=100, reserve_factor=1.0, agent_oom_score_adj=-999),
+    Priority("high", cpu_weight=200, reserve_factor=0.5, agent_oom_score_adj=-1000),
 )}
 PRIORITIES = tuple(PRIORITY)  # lowest first
 DEFAULT_PRIORITY = "normal"

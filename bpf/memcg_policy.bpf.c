@@ -12,10 +12,19 @@
  *    capped at max_delay_ms (the kernel clamps at 2 s). As in agentcg's ladder (agentcg/ladder.py), a budget is
  *    where throttling starts under contention, not a limit: with a reserve set, the call is only delayed while
  *    the headroom under the tightest ancestor limit is below that reserve (twice the reserve for a runaway, over
- *    runaway_factor x its budget), and twice as hard when less than half the reserve is left. The agent leaf
- *    is never delayed; a high-priority tool call only as a runaway (contention alone never slows it). A throttle is reported through the `events` ring buffer
- *    (at most one event per cgroup per event_interval_ns), so user space can escalate: freeze the tool call,
- *    then kill only the tool call.
+ *    runaway_factor x its budget), and twice as hard when less than half the reserve is left. A high-priority
+ *    tool call is delayed only as a runaway (contention alone never slows it). A throttle is reported through
+ *    the `events` ring buffer (at most one event per cgroup per event_interval_ns), so user space can escalate:
+ *    freeze the tool call, then kill only the tool call.
+ *  - the agents' turn (memcg_charged on an agent leaf with a reserve): an agent is never killed for memory, but
+ *    when agents grow together while the headroom under their shared limit is below their reserve, only one
+ *    keeps growing: the one holding the turn (the first to charge in the shortage, or one of higher priority).
+ *    The others wait, delayed on every charge batch (max_delay_ms once less than half the reserve is left),
+ *    until the shortage is over (the headroom is back at the holder's reserve). Without swap, two bursts that
+ *    do not fit together can only be taken one after the other: letting both creep on would run the parent out
+ *    of memory with nothing but agents in it, and one caught at its peak cannot give memory back. A
+ *    high-priority agent takes the turn but never waits. One turn per attachment: it is meant for agents under
+ *    one shared limit (agentcg's root, the paper's parent).
  *  - below_low / below_min: cgroups flagged PROTECT_LOW / PROTECT_MIN (the agent leaf, high-priority
  *    workloads) count as protected, so reclaim takes from tool calls first.
  * This reacts within one charge batch, where a user-space controller polling PSI reacts in 50 ms to seconds.
@@ -33,6 +42,11 @@ const volatile __u32 base_delay_ms = 20;
 const volatile __u32 max_delay_ms = 2000;
 const volatile __u64 event_interval_ns = 100 * 1000 * 1000ULL;
 const volatile __u32 runaway_factor = 4;
+/* The agent whose growth goes on in a shortage (0: none), its priority and reserve. Updated without atomics: two
+ * agents racing for a free turn may both charge one batch before one of them waits. */
+__u64 turn_cgid;
+__u32 turn_prio;
+__u64 turn_reserve;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -103,6 +117,38 @@ static __always_inline void report(struct policy *p, __u64 id, __u64 usage, __u3
 	bpf_ringbuf_submit(e, 0);
 }
 
+static __always_inline __u32 charge_delayed(struct policy *p, __u64 id, __u64 usage, __u32 delay, __u64 room)
+{
+	__sync_fetch_and_add(&p->throttled, 1);
+	__sync_fetch_and_add(&p->delay_ms_total, delay);
+	report(p, id, usage, delay, room);
+	return delay;
+}
+
+/* An agent leaf charged: go on, or wait for the turn (see the header comment). */
+static __always_inline __u32 agent_turn(struct policy *p, __u64 id, struct mem_cgroup *memcg)
+{
+	__u64 room;
+
+	if (!p->reserve_pages)
+		return 0;
+	room = headroom(memcg);
+	if (turn_cgid && room >= turn_reserve)
+		turn_cgid = 0;	/* the shortage is over */
+	if (room >= p->reserve_pages)
+		return 0;
+	if (!turn_cgid || turn_cgid == id || p->priority > turn_prio) {
+		turn_cgid = id;
+		turn_prio = p->priority;
+		turn_reserve = p->reserve_pages;
+		return 0;
+	}
+	if (p->priority == PRIO_HIGH)
+		return 0;
+	return charge_delayed(p, id, memcg->memory.usage.counter,
+			      room < p->reserve_pages / 2 ? max_delay_ms : base_delay_ms * 4, room);
+}
+
 SEC("struct_ops/memcg_charged")
 unsigned int BPF_PROG(policy_charged, struct mem_cgroup *memcg, unsigned int nr_pages)
 {
@@ -111,7 +157,11 @@ unsigned int BPF_PROG(policy_charged, struct mem_cgroup *memcg, unsigned int nr_
 	bool runaway;
 	__u32 delay;
 
-	if (!p || (p->flags & POLICY_AGENT) || !p->budget_pages)
+	if (!p)
+		return 0;
+	if (p->flags & POLICY_AGENT)
+		return agent_turn(p, id, memcg);
+	if (!p->budget_pages)
 		return 0;
 	usage = memcg->memory.usage.counter;
 	if (usage <= p->budget_pages)
@@ -124,10 +174,7 @@ unsigned int BPF_PROG(policy_charged, struct mem_cgroup *memcg, unsigned int nr_
 	if (p->reserve_pages && room >= p->reserve_pages * (runaway ? 2 : 1))
 		return 0;
 	delay = overage_delay(p, usage, room);
-	__sync_fetch_and_add(&p->throttled, 1);
-	__sync_fetch_and_add(&p->delay_ms_total, delay);
-	report(p, id, usage, delay, room);
-	return delay;
+	return charge_delayed(p, id, usage, delay, room);
 }
 
 SEC("struct_ops/below_low")

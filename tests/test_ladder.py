@@ -101,3 +101,70 @@ def test_can_act_is_false_only_where_decide_would_say_nothing(priority):
     assert ladder.can_act("running", 0, priority, cfg)  # no headroom: observe
     assert ladder.can_act("throttled", 1 << 40, priority, cfg)  # a throttled call must be released
     assert not ladder.can_act("running", 1 << 40, priority, cfg)
+
+
+# ---- the agents' turn --------------------------------------------------------------------------------------
+
+TURN_CFG = LadderConfig(reserve_bytes=50 * MIB, growing_s=0.2)  # low priority keeps 100 MiB, normal 50, high 25
+
+
+def agent(name, priority="low", usage=300 * MIB, headroom=80 * MIB, idle_for=0.0, waiting=False):
+    return ladder.AgentView(name, priority, usage, headroom, idle_for, waiting)
+
+
+def acts(decisions):
+    return {name: d.action for name, d in decisions}
+
+
+def test_agents_with_headroom_need_no_turn():
+    turn, decisions = ladder.agent_turns([agent("a", headroom=300 * MIB), agent("b", headroom=300 * MIB)], None,
+                                         TURN_CFG)
+    assert turn is None and decisions == []
+
+
+def test_two_low_agents_growing_into_a_short_limit_take_turns():
+    turn, decisions = ladder.agent_turns([agent("a", usage=300 * MIB), agent("b", usage=320 * MIB)], None, TURN_CFG)
+    assert turn == "b", "the larger one goes on: it has more invested"
+    (name, d), = decisions
+    assert name == "a" and d.action == "throttle" and d.high == 300 * MIB and "while b grows" in d.reason
+
+
+def test_the_holder_keeps_its_turn_through_the_shortage_even_when_it_stops_growing():
+    """An agent on a plateau still holds its memory: the waiting one must not grow into room that is not there."""
+    for idle in (0.0, 5.0):
+        turn, decisions = ladder.agent_turns([agent("a", usage=400 * MIB, idle_for=idle),
+                                              agent("b", waiting=True, idle_for=5)], "a", TURN_CFG)
+        assert turn == "a" and decisions == []
+
+
+def test_a_newly_growing_agent_waits_for_the_holder():
+    turn, decisions = ladder.agent_turns([agent("a", usage=300 * MIB, idle_for=3), agent("b", usage=350 * MIB)],
+                                         "a", TURN_CFG)
+    assert turn == "a" and acts(decisions) == {"b": "throttle"}
+
+
+def test_higher_priority_takes_the_turn_and_high_priority_never_waits():
+    agents = [agent("low"), agent("normal", "normal", headroom=30 * MIB)]
+    turn, decisions = ladder.agent_turns(agents, "low", TURN_CFG)
+    assert turn == "normal" and acts(decisions) == {"low": "throttle"}
+    turn, decisions = ladder.agent_turns([agent("high", "high", headroom=10 * MIB), agent("low", headroom=10 * MIB)],
+                                         None, TURN_CFG)
+    assert turn == "high" and acts(decisions) == {"low": "throttle"}
+    turn, decisions = ladder.agent_turns([agent("high", "high", headroom=10 * MIB),
+                                          agent("normal", "normal", headroom=10 * MIB)], "normal", TURN_CFG)
+    assert turn == "high" and acts(decisions) == {"normal": "throttle"}
+
+
+def test_agents_that_are_not_growing_are_left_alone():
+    turn, decisions = ladder.agent_turns([agent("a", idle_for=1.0), agent("b", idle_for=1.0)], None, TURN_CFG)
+    assert turn is None and decisions == []
+
+
+def test_waiting_agents_go_on_when_the_shortage_is_over():
+    turn, decisions = ladder.agent_turns([agent("a", waiting=True, headroom=150 * MIB, idle_for=3)], "b", TURN_CFG)
+    assert turn is None and acts(decisions) == {"a": "release"}
+
+
+def test_a_waiting_agent_that_creeps_on_takes_a_free_turn():
+    turn, decisions = ladder.agent_turns([agent("a", waiting=True, idle_for=0.1)], None, TURN_CFG)
+    assert turn == "a" and acts(decisions) == {"a": "release"}

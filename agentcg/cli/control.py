@@ -101,7 +101,7 @@ def exec_cmd(wname, cls, budgets_file, root, state, cmd):
     except (BudgetError, LayoutError, OSError) as e:
         fail(str(e))
     try:
-        proc = cg.spawn(list(cmd), oom_score_adj=TOOL_OOM_SCORE_ADJ)  # not the agent's -1000, inherited
+        proc = cg.spawn(list(cmd), oom_score_adj=TOOL_OOM_SCORE_ADJ)  # not the agent's (inherited) last-choice score
     except OSError as e:
         layout.finish_call(wname, meta.call)
         fail(f"cannot run {cmd[0]}: {e.strerror}")

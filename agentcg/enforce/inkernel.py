@@ -6,7 +6,9 @@ the BPF objects for this kernel are built; otherwise the controller runs the use
 says why). The decisions stay where they are: agentcg.ladder decides freeze and kill in user space; the kernel
 adds the first rung, a delay on the charge path within one charge batch of a tool call going over its budget
 while its workload is short of headroom (the ladder's throttle condition, with the same priority-scaled
-reserve). Its ring-buffer events wake the controller at once instead of at its next tick.
+reserve); and the agents' turn: while their shared headroom is short one agent grows at a time, the others
+below high priority wait (agentcg.ladder.agent_turns is the same rule in user space). Its ring-buffer events
+wake the controller at once instead of at its next tick.
 
 One link at the root: copy-down inheritance gives every workload and tool cgroup created later the same ops, so
 a new tool call needs one map update, not an attach. The link is pinned (bpffs) and dropped on close.
@@ -129,10 +131,14 @@ class InKernelPolicy:
                                   budget_pages=max(1, budget // PAGE), reserve_pages=max(1, reserve // PAGE)))
 
     def track_workload(self, wl: Cgroup, priority: str) -> None:
-        """The agent leaf is never delayed and protected from reclaim; a high-priority workload is protected
-        as a whole (below_low), and its agent leaf also from reclaim at memory.min strength."""
+        """The agent leaf is protected from reclaim and, below high priority, waits for its turn to grow while
+        the shared headroom is under its priority's reserve (the policy's agents' turn); a high-priority
+        workload is protected as a whole (below_low), and its agent leaf also from reclaim at memory.min
+        strength."""
         agent_flags = POLICY_AGENT | PROTECT_LOW | (PROTECT_MIN if priority == "high" else 0)
-        self._set(wl.path / "agent", Policy(priority=memcg_bpf.priority_code(priority), flags=agent_flags))
+        reserve = reserve_for(self.reserve_bytes, priority)
+        self._set(wl.path / "agent", Policy(priority=memcg_bpf.priority_code(priority), flags=agent_flags,
+                                            reserve_pages=reserve // PAGE))
         if priority == "high":
             self._set(wl.path, Policy(priority=PRIO_HIGH, flags=PROTECT_LOW))
 

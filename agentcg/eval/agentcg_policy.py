@@ -2,8 +2,9 @@
 
 The replayer builds the same tree agentcg manages (<parent>/<agent>/{agent, tools/call-N}), so each replayed agent
 is an agentcg workload and each replayed tool call a tool call. This policy protects every agent leaf
-(memory.min at the agent's scaled average, oom_score_adj -1000 for its processes) and runs agentcg.controller in a
-thread with budgets and reserve scaled like the replay's memory. `agentcg-kernel` is the same controller with the
+(memory.min at the agent's scaled average, its priority's oom_score_adj for its processes), gives each agent its
+priority's cpu.weight, and runs agentcg.controller in a thread with budgets and reserve scaled like the replay's
+memory. `agentcg-kernel` is the same controller with the
 in-kernel policy attached to the replay's parent (agentcg.enforce.inkernel): it needs memcg_bpf_ops.
 """
 from __future__ import annotations
@@ -17,9 +18,11 @@ from pathlib import Path
 
 from agentcg import ladder
 from agentcg.budgets import Budgets, load_config
+from agentcg.cgroup import Cgroup
 from agentcg.classify import CATEGORIES
 from agentcg.controller import Controller, EventLog
-from agentcg.layout import AGENT_OOM_SCORE_ADJ, Layout, ToolCallMeta
+from agentcg.layout import Layout, ToolCallMeta, agent_oom_score_adj
+from agentcg.vocab import PRIORITY
 from agentcg.workloads.plan import ReplayError
 from agentcg.workloads.policy import AgentCgroups, Policy
 
@@ -36,10 +39,12 @@ class AgentcgPolicy(Policy):
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
         self.ctl: Controller | None = None
+        self.agents: list[AgentCgroups] = []
         self._state = tempfile.TemporaryDirectory(prefix="agentcg-replay-")
 
     def setup(self, agents: list[AgentCgroups]) -> None:
         parent = agents[0].top.path.parent
+        self.agents = agents
         limit = int(parent.joinpath("memory.max").read_text().strip()) \
             if parent.joinpath("memory.max").read_text().strip() != "max" else None
         state = Path(self._state.name)
@@ -47,10 +52,15 @@ class AgentcgPolicy(Policy):
             (state / a.name).mkdir(exist_ok=True)  # the workload's priority, as `agentcg workload create` keeps it
             (state / a.name / "workload.json").write_text(json.dumps({"priority": a.spec.priority}))
             a.agent.write("memory.min", a.average)
+            adj = agent_oom_score_adj(a.spec.priority)
             for pid in a.agent.procs():
-                Path(f"/proc/{pid}/oom_score_adj").write_text(str(AGENT_OOM_SCORE_ADJ))
-            self.log(a.name, "protect", "agent leaf: memory.min at its average, oom_score_adj -1000",
+                Path(f"/proc/{pid}/oom_score_adj").write_text(str(adj))
+            self.log(a.name, "protect", f"agent leaf: memory.min at its average, oom_score_adj {adj}",
                      bytes=a.average)
+        self.cpu_enabled = weigh_cpu(parent, agents)
+        if self.cpu_enabled is not None:
+            self.log("*", "cpu.weight", "each agent's cpu.weight by its priority, as agentcg.layout gives a workload",
+                     weights={a.name: a.top.read_int("cpu.weight") for a in agents})
         cfg = load_config()
         scaled = replace(cfg, default_mib=cfg.default_mib * self.mem_scale,
                          classes={k: v * self.mem_scale for k, v in cfg.classes.items()},
@@ -79,6 +89,7 @@ class AgentcgPolicy(Policy):
         self.stop.set()
         if self.thread:
             self.thread.join(timeout=5)
+        logged = []
         if self.ctl:
             path = self.ctl.log.path
             logged = [json.loads(line) for line in path.read_text().splitlines()] if path and path.exists() else []
@@ -91,8 +102,46 @@ class AgentcgPolicy(Policy):
                     self.log(e["workload"] or "?", "kernel-delay", f"{e['delay_ms']} ms on the charge path",
                              call=e["call"], usage=e["usage"])
         if self.inkernel:
+            for a in self.agents:  # the agent leaf's delayed charge batches, as the policy's map counts them
+                stats = self.inkernel.stats(a.agent.path)
+                if stats is not None and stats.throttled:
+                    self.log(a.name, "throttled", "agent leaf: charges delayed in the kernel (waiting for its turn)",
+                             count=stats.throttled, delay_ms_total=stats.delay_ms_total)
             self.inkernel.close()
+        else:
+            throttles = [e for e in logged if e.get("event") == "decision" and e["action"] == "throttle"]
+            for a in self.agents:
+                n = sum(e["workload"] == a.name for e in throttles)
+                if n:
+                    self.log(a.name, "throttled", "memory.high held at usage by the controller (calls and agent "
+                                                  "leaf)", count=n)
+        if self.cpu_enabled:
+            try:
+                Cgroup(self.agents[0].top.path.parent).write("cgroup.subtree_control", "-cpu")
+            except OSError:
+                pass  # still in use below: leave it on
         self._state.cleanup()
+
+
+def weigh_cpu(parent: Path, agents: list[AgentCgroups]) -> bool | None:
+    """Give each agent the cpu.weight of its priority. The cpu controller is enabled from the root down to the
+    parent where the kernel offers it: None when it cannot be, else whether the parent's was switched on here."""
+    chain = [p for p in [parent, *parent.parents][::-1] if (p / "cgroup.controllers").exists()]
+    enabled_here = False
+    try:
+        for above in chain[:-1]:
+            if "cpu" not in (above / "cgroup.subtree_control").read_text().split():
+                if "cpu" not in (above / "cgroup.controllers").read_text().split():
+                    return None
+                Cgroup(above).write("cgroup.subtree_control", "+cpu")
+        if "cpu" not in (parent / "cgroup.subtree_control").read_text().split():
+            Cgroup(parent).write("cgroup.subtree_control", "+cpu")
+            enabled_here = True
+        for a in agents:
+            a.top.write("cpu.weight", PRIORITY[a.spec.priority].cpu_weight if a.spec.priority in PRIORITY else 100)
+    except OSError:
+        return None
+    return enabled_here
 
 
 def describe_calls(layout: Layout, agent: AgentCgroups) -> None:
