@@ -29,6 +29,7 @@ from agentcg.cgroup import ROOT as CGROUP_ROOT
 from agentcg.config import ConfigError
 from agentcg.controller import Controller, EventLog
 from agentcg.layout import DEFAULT_ROOT, DEFAULT_STATE, Layout, LayoutError, check_name
+from agentcg.statefile import write_atomic
 from agentcg.stopping import Stop
 from agentcg.vocab import DEFAULT_PRIORITY, MIB, PRIORITIES
 
@@ -105,15 +106,10 @@ def _workloads(raw, where: str) -> list[dict]:
 
 def write_state(ctl: Controller, state_dir: Path, mech: mechanisms.Mechanisms | None = None) -> None:
     """Root-only: the status file is the local control interface's read side."""
-    path = state_dir / "status.json"
-    tmp = state_dir / ".status.json.tmp"
     status = ctl.status()
     if mech is not None:
         status["mechanisms"] = mech.summary()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(status, f)
-    os.replace(tmp, path)
+    write_atomic(state_dir / "status.json", json.dumps(status))
 
 
 def own_cgroup() -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from agentcg.cgroup import Cgroup, CgroupError
 from agentcg.enforce.sched import CPU_WEIGHT, sched_class
+from agentcg.statefile import write_atomic
 from agentcg.vocab import PRIORITIES, PRIORITY
 
 DEFAULT_ROOT = Path("/sys/fs/cgroup/agentcg")
@@ -34,7 +35,7 @@ def agent_oom_score_adj(priority: str) -> int:
     return PRIORITY[priority if priority in PRIORITY else "normal"].agent_oom_score_adj
 
 
-NAME_RX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # the whole name (fullmatch: no trailing newline)
 
 
 class LayoutError(Exception):
@@ -55,7 +56,7 @@ class ToolCallMeta:
 
 
 def check_name(name: str, what: str = "workload") -> str:
-    if not NAME_RX.match(name or ""):
+    if not isinstance(name, str) or not NAME_RX.fullmatch(name):
         raise LayoutError(f"invalid {what} name {name!r}: letters, digits, '_', '.', '-' (max 64)")
     return name
 
@@ -186,10 +187,7 @@ class Layout:
         return self.state / workload / f"{call}.json"
 
     def save_meta(self, meta: ToolCallMeta) -> None:
-        path = self.meta_path(meta.workload, meta.call)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(meta)))
-        os.replace(tmp, path)
+        write_atomic(self.meta_path(meta.workload, meta.call), json.dumps(asdict(meta)))
 
     def load_meta(self, workload: str, call: str) -> ToolCallMeta | None:
         try:

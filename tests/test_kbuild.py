@@ -155,3 +155,18 @@ def test_series_that_creates_a_file_applies_again_after_a_reset(tmp_path):
     # a reset to the base keeps untracked files; applying the series again must not trip over them
     kbuild.apply_series(tree, [new], log=lambda m: None)
     assert (tree / "mm/new.c").read_text() == "int x;\n"
+
+
+# kernels.yaml's git sources reach git and b4 as arguments: nothing in them may be read as an option or a path.
+@pytest.mark.parametrize("field, value", [
+    ("url", "--upload-pack=touch /tmp/x"), ("url", "http://example.org/linux.git"), ("url", "ext::sh -c touch% /tmp/x"), ("url", "https://a b"),
+    ("ref", "--output=/etc/passwd"), ("ref", "-x"), ("ref", "a..b"), ("ref", ""),
+    ("series", ["-o/tmp/x"]), ("series", ["../../etc/passwd"]), ("series", "one@lore"), ("series", [3]),
+])
+def test_git_sources_that_could_smuggle_options_are_refused(field, value):
+    from agentcg.harness.kbuild import BuildError, check_git_source
+    src = {"kind": "git", "url": "https://git.kernel.org/pub/scm/linux/kernel/git/bpf/bpf-next.git", "ref": "master",
+           "series": ["cover.1779760876.git.zhuhui@kylinos.cn"]}
+    check_git_source("k", src)
+    with pytest.raises(BuildError, match="kernel k: "):
+        check_git_source("k", {**src, field: value})

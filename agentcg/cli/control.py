@@ -145,20 +145,32 @@ def status_cmd(state, as_json):
         click.echo(json.dumps(data, indent=1))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.tree import Tree
-    tree = Tree(f"agentcg: {data['ticks']} ticks, {data['decisions']} decisions; budgets (MiB) "
-                + ", ".join(f"{k}={v}" for k, v in data["budgets_mib"].items()))
-    for wname, w in data["workloads"].items():
-        node = tree.add(f"[bold]{wname}[/] ({w['priority']}): {w['usage'] >> 20} MiB, headroom "
-                        f"{w['headroom'] >> 20} MiB, memory PSI some avg10 {w['pressure_some_avg10']}%")
-        for call, c in w["calls"].items():
-            node.add(f"{call} [{c['stage']}] {c['cls']}: {c['usage'] >> 20}/{(c['budget'] or 0) >> 20} MiB, "
-                     f"PSI {c['pressure_some_avg10']}% — {c['command']}")
-    console = Console()
-    console.print(tree)
-    for e in data["recent"]:
-        if e.get("event") == "decision":
-            console.print(f"  {e['workload']}/{e['call']}: [bold]{e['action']}[/] — {e['reason']}")
+
+    def text(value, limit: int = 400) -> str:
+        """What the agent's side wrote (commands, names, reasons) is text, never markup; long text is cut here
+        (`--json` has all of it)."""
+        value = str(value)
+        return escape(value if len(value) <= limit else value[:limit] + f"… ({len(value)} characters)")
+    try:
+        tree = Tree(f"agentcg: {data['ticks']} ticks, {data['decisions']} decisions; budgets (MiB) "
+                    + ", ".join(f"{text(k)}={text(v)}" for k, v in data["budgets_mib"].items()))
+        for wname, w in data["workloads"].items():
+            node = tree.add(f"[bold]{text(wname)}[/] ({text(w['priority'])}): {w['usage'] >> 20} MiB, headroom "
+                            f"{w['headroom'] >> 20} MiB, memory PSI some avg10 {w['pressure_some_avg10']}%")
+            for call, c in w["calls"].items():
+                node.add(f"{text(call)} {text('[' + str(c['stage']) + ']')} {text(c['cls'])}: "
+                         f"{c['usage'] >> 20}/{(c['budget'] or 0) >> 20} MiB, PSI {c['pressure_some_avg10']}% — "
+                         f"{text(c['command'])}")
+        recent = [f"  {text(e['workload'])}/{text(e['call'])}: [bold]{text(e['action'])}[/] — {text(e['reason'])}"
+                  for e in data["recent"] if e.get("event") == "decision"]
+    except (KeyError, TypeError, AttributeError) as e:
+        fail(f"{path} is not a status file of this agentcg version ({type(e).__name__}: {e})")
+    console = Console(highlight=False)
+    console.print(tree, highlight=False)
+    for line in recent:
+        console.print(line, highlight=False)
 
 
 @click.command("hook")

@@ -45,6 +45,8 @@ class BuildSpec:
         source = entry.get("source")
         if not isinstance(source, dict) or source.get("kind") not in ("debian-source", "git"):
             raise BuildError(f"kernel {name}: source needs kind: debian-source or git")
+        if source["kind"] == "git":
+            check_git_source(name, source)
         patches = read_series(repo / entry["patches"]) if entry.get("patches") else []
         configs = [repo / c for c in entry.get("configs", [])]
         for path in configs:
@@ -224,15 +226,33 @@ def _extract_debian_source(spec: BuildSpec, tree: Path, log) -> None:
     _run(["tar", "-xf", str(tarballs[0]), "-C", str(tree), "--strip-components=1"])
 
 
+MSGID_RX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+=-]*@[A-Za-z0-9][A-Za-z0-9.-]*")
+REF_RX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+
+
+def check_git_source(name: str, src: dict) -> None:
+    """A git source's URL, ref and series as kernels.yaml may give them: an https:// (or a local mirror's file://)
+    URL, never an option or a transport that runs commands (ext::); a ref git cannot read as an option; lore
+    message ids (never a path or an option to b4)."""
+    url, ref, series = src.get("url"), src.get("ref"), src.get("series", [])
+    if not isinstance(url, str) or not url.startswith(("https://", "file:///")) or any(c.isspace() for c in url):
+        raise BuildError(f"kernel {name}: source url must be an https:// or file:/// URL, not {url!r}")
+    if not isinstance(ref, str) or not REF_RX.fullmatch(ref) or ".." in ref:
+        raise BuildError(f"kernel {name}: source ref {ref!r} is not a branch, tag or commit name")
+    if not isinstance(series, list) or not all(isinstance(m, str) and MSGID_RX.fullmatch(m) for m in series):
+        raise BuildError(f"kernel {name}: series must be lore message ids (local@domain), not {series!r}")
+
+
 def _fetch_git_source(spec: BuildSpec, tree: Path, log) -> None:
     """Online only: the pinned ref from git, then each lore series through b4. Offline: one clear error."""
     src = spec.source
+    check_git_source(spec.name, src)
     hint = (f"provide a local tree instead: KERNEL_SRC=/path/to/linux make kernel KERNEL={spec.name} "
             "(with the series already applied)")
     log(f"kernel {spec.name}: fetching {src['url']} at {src['ref']}")
     _git(tree, "init", "-q")
-    fetch = _run(["git", "-C", str(tree), "fetch", "--depth", "1", src["url"], src["ref"]], check=False, timeout=600,
-                 env_extra={"GIT_HTTP_LOW_SPEED_LIMIT": "1000", "GIT_HTTP_LOW_SPEED_TIME": "20"})
+    fetch = _run(["git", "-C", str(tree), "fetch", "--depth", "1", "--", src["url"], src["ref"]], check=False,
+                 timeout=600, env_extra={"GIT_HTTP_LOW_SPEED_LIMIT": "1000", "GIT_HTTP_LOW_SPEED_TIME": "20"})
     if fetch.returncode != 0:
         shutil.rmtree(tree, ignore_errors=True)
         raise BuildError(f"kernel {spec.name}: cannot fetch {src['url']} ({src['ref']}): "
@@ -242,7 +262,7 @@ def _fetch_git_source(spec: BuildSpec, tree: Path, log) -> None:
         if not shutil.which("b4"):
             raise BuildError(f"kernel {spec.name}: b4 is needed to fetch series {msgid}: pip install b4; {hint}")
         mbox = tree.parent / f"{msgid}.mbx"
-        got = _run(["b4", "am", "-o", "-", msgid], check=False, timeout=300)
+        got = _run(["b4", "am", "-o", "-", "--", msgid], check=False, timeout=300)
         if got.returncode != 0 or not got.stdout.strip():
             shutil.rmtree(tree, ignore_errors=True)
             raise BuildError(f"kernel {spec.name}: b4 could not fetch series {msgid} from lore: "
