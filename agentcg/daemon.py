@@ -66,21 +66,46 @@ def load_config(path: Path | None) -> DaemonConfig:
         lad = config.mapping(raw, "ladder", where)
         if set(lad) - LADDER_KEYS:
             raise ConfigError(f"{where}: ladder takes {', '.join(sorted(LADDER_KEYS))}")
-        return ladder.LadderConfig(**{("reserve_bytes" if k == "reserve_mib" else k):
-                                      (int(float(v) * MIB) if k == "reserve_mib" else float(v)) for k, v in lad.items()})
+        values = {k: config.number(v, f"ladder.{k}", where, allow_zero=k != "runaway_factor") for k, v in lad.items()}
+        if "reserve_mib" in values:
+            values["reserve_bytes"] = int(values.pop("reserve_mib") * MIB)
+        return ladder.LadderConfig(**values)
 
-    def optional_path(raw) -> Path | None:
-        return Path(raw) if raw else None
+    def absolute(key: str):
+        def convert(raw) -> Path | None:
+            if raw is None or raw == "":
+                if key in ("event_log", "bpf_dir"):
+                    return None
+                raise ValueError("must be a path")
+            if not isinstance(raw, str) or "\0" in raw or not raw.startswith("/"):
+                raise ValueError(f"must be an absolute path, got {raw!r}")
+            return Path(raw)
+        return convert
 
-    cfg = config.build(DaemonConfig, config.read_mapping(path, ConfigError), {
-        "root": Path, "state": Path, "interval_ms": float, "event_log": optional_path, "metrics_port": int,
-        "budgets": Path, "ladder": ladder_config, "workloads": lambda raw: _workloads(raw, where),
-        "memory_policy": str, "cpu_scheduler": str, "exec_tracer": str, "bpf_dir": optional_path}, where, ConfigError)
-    for key, choices in CHOICES.items():
-        config.one_of(getattr(cfg, key), choices, key, where, ConfigError)
-    if cfg.interval_ms <= 0 or not 0 <= cfg.metrics_port < 65536:
-        raise ConfigError(f"{where}: interval_ms must be > 0 and metrics_port a port number")
-    return cfg
+    def choice(key: str):
+        def convert(raw) -> str:
+            raw = "off" if raw is False else raw  # YAML 1.1 reads a bare `off` as false
+            return config.one_of(raw, CHOICES[key], key, where, ConfigError)
+        return convert
+
+    def interval(raw) -> float:
+        value = config.number(raw, "interval_ms", where)
+        if not 1 <= value <= 60_000:
+            raise ConfigError(f"{where}: interval_ms must be within 1..60000, got {raw!r}")
+        return value
+
+    def port(raw) -> int:
+        value = config.number(raw, "metrics_port", where, allow_zero=True, integer=True)
+        if value > 65535:
+            raise ConfigError(f"{where}: metrics_port must be a port number (0 turns the endpoint off), got {raw!r}")
+        return value
+
+    return config.build(DaemonConfig, config.read_mapping(path, ConfigError), {
+        "root": absolute("root"), "state": absolute("state"), "interval_ms": interval,
+        "event_log": absolute("event_log"), "metrics_port": port, "budgets": absolute("budgets"),
+        "ladder": ladder_config, "workloads": lambda raw: _workloads(raw, where),
+        "memory_policy": choice("memory_policy"), "cpu_scheduler": choice("cpu_scheduler"),
+        "exec_tracer": choice("exec_tracer"), "bpf_dir": absolute("bpf_dir")}, where, ConfigError)
 
 
 def _workloads(raw, where: str) -> list[dict]:
@@ -99,8 +124,8 @@ def _workloads(raw, where: str) -> list[dict]:
         config.one_of(w.get("priority", DEFAULT_PRIORITY), PRIORITIES, "priority", f"{where}: workload {w['name']}",
                       ConfigError)
         for key in ("agent_min_mib", "memory_max_mib"):
-            if key in w and (isinstance(w[key], bool) or not isinstance(w[key], (int, float)) or w[key] <= 0):
-                raise ConfigError(f"{where}: workload {w['name']}: {key} must be a positive number")
+            if key in w:
+                config.number(w[key], key, f"{where}: workload {w['name']}")
     return list(raw or [])
 
 

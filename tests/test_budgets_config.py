@@ -40,14 +40,24 @@ def test_bad_budget_files_are_one_clear_error(tmp_path, text, message):
     ("root: [", "not valid YAML"),
     ("- a\n- b\n", "expected a mapping"),
     ("wrkloads: []", "unknown keys"),
-    ("interval_ms: 0", "interval_ms must be > 0"),
+    ("interval_ms: 0", "interval_ms must be positive"),
+    ("interval_ms: .nan", "interval_ms must be a number"),
+    ("interval_ms: 1.0e-9", "interval_ms must be within"),
+    ("metrics_port: 1.0e+300", "metrics_port must be"),
+    ("metrics_port: 80.5", "whole number"),
+    ("root: relative/dir", "absolute path"),
+    ("state: [a]", "absolute path"),
+    ("ladder: {kill_after_s: .inf}", "kill_after_s must be a number"),
+    ("ladder: {stall_frac: 2}", "stall_frac"),
+    ("workloads: [{name: a, agent_min_mib: .inf}]", "agent_min_mib must be a number"),
+    ("workloads: [{name: 'a\n'}]", "invalid workload name"),
     ("ladder: {reserve: 3}", "ladder takes"),
     ("ladder: {runaway_factor: 0.1}", "runaway_factor"),
     ("workloads: [{priority: high}]", "needs name"),
     ("workloads: [{name: a}, {name: a}]", "listed twice"),
     ("workloads: [{name: '../x'}]", "invalid workload name"),
     ("workloads: [{name: a, priority: urgent}]", "priority must be one of"),
-    ("workloads: [{name: a, memory_max_mib: -1}]", "positive number"),
+    ("workloads: [{name: a, memory_max_mib: -1}]", "memory_max_mib must be positive"),
     ("memory_policy: bpf", "memory_policy must be one of auto, kernel, user"),
     ("cpu_scheduler: eevdf", "cpu_scheduler must be one of"),
     ("exec_tracer: yes", "exec_tracer must be one of"),
@@ -57,6 +67,13 @@ def test_bad_daemon_configs_are_one_clear_error(tmp_path, text, message):
     p.write_text(text)
     with pytest.raises(daemon.ConfigError, match=message):
         daemon.load_config(p)
+
+
+def test_exec_tracer_off_is_off_although_yaml_reads_it_as_false(tmp_path):
+    p = tmp_path / "agentcg.yaml"
+    p.write_text("exec_tracer: off\nmetrics_port: 0\n")
+    cfg = daemon.load_config(p)
+    assert cfg.exec_tracer == "off" and cfg.metrics_port == 0
 
 
 def test_good_daemon_config(tmp_path):
