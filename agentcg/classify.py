@@ -25,7 +25,6 @@ Non-Bash tools are their own category: `classify_call("Read", None) == "Read"`.
 from __future__ import annotations
 
 import re
-import shlex
 
 CATEGORIES = ("test", "install", "git", "explore", "python", "build", "other")
 
@@ -194,11 +193,67 @@ def split_segments(command: str) -> list[list[str]]:
     return segments
 
 
+WORD_LIMIT = 4096  # characters kept of one word: what a category depends on is at the start of its words
+
+
 def _words(stage: str) -> list[str]:
-    try:
-        return shlex.split(stage, comments=False)
-    except ValueError:  # unbalanced quotes in a truncated command
+    """POSIX shell words (as shlex.split, comments off), each cut at WORD_LIMIT characters, in one linear pass:
+    shlex builds a word a character at a time (quadratic), and the hook classifies every command an agent runs,
+    however long its quoted arguments are."""
+    words: list[str] = []
+    word: list[str] = []
+    size, started, quote = 0, False, None
+    i, n = 0, len(stage)
+    while i < n:
+        c = stage[i]
+        if quote == "'":
+            end = stage.find("'", i)
+            if end < 0:
+                return stage.split()  # unbalanced quotes in a truncated command
+            take = stage[i:end][:max(0, WORD_LIMIT - size)]
+            word.append(take)
+            size += len(take)
+            i, quote = end + 1, None
+            continue
+        if quote == '"':
+            if c == '"':
+                quote = None
+            elif c == "\\" and i + 1 < n and stage[i + 1] in '"\\':
+                i += 1
+                c = stage[i]
+                if size < WORD_LIMIT:
+                    word.append(c)
+                    size += 1
+            elif size < WORD_LIMIT:
+                word.append(c)
+                size += 1
+            i += 1
+            continue
+        if c in " \t\n\r":
+            if started:
+                words.append("".join(word))
+                word, size, started = [], 0, False
+        elif c in "'\"":
+            quote, started = c, True
+        elif c == "\\":
+            if i + 1 == n:
+                return stage.split()  # nothing left to escape (shlex: "No escaped character")
+            started = True
+            if size < WORD_LIMIT:
+                word.append(stage[i + 1])
+                size += 1
+            i += 1
+        else:
+            started = True
+            if size < WORD_LIMIT:
+                word.append(c)
+                size += 1
+        i += 1
+    if quote:
         return stage.split()
+    if started:
+        words.append("".join(word))
+    return words
 
 
 def _strip_prefixes(words: list[str]) -> list[str]:

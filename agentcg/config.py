@@ -7,6 +7,7 @@ key, worded the same everywhere; a key a file leaves out takes the dataclass fie
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 from typing import Callable, Iterable
@@ -16,15 +17,39 @@ class ConfigError(Exception):
     """A config file that cannot be used; the message names the file and the key."""
 
 
-def read_mapping(path: str | Path, error: type[Exception] = ConfigError) -> dict:
-    """The file's YAML, which must be a mapping at the top level (an empty file is an empty mapping)."""
+def read_text(path: str | Path, error: type[Exception] = ConfigError) -> str:
+    """A text file agentcg reads (config, table, trace): UTF-8, or one error naming the file."""
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not UTF-8 text (byte {e.start})") from None
+
+
+def parse_yaml(text: str, path: str | Path, error: type[Exception] = ConfigError):
+    """YAML (safe: plain data only) or one error naming the file; nesting too deep to parse is an error too."""
     import yaml
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise error(f"{path}: cannot read ({e.strerror})") from None
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise error(f"{path} is not valid YAML: {e}".replace("\n", " ")) from None
+    except RecursionError:
+        raise error(f"{path}: nested too deeply") from None
+
+
+def parse_json(text: str, path: str | Path, error: type[Exception] = ConfigError):
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise error(f"{path}: malformed JSON ({e})") from None
+    except RecursionError:
+        raise error(f"{path}: nested too deeply") from None
+
+
+def read_mapping(path: str | Path, error: type[Exception] = ConfigError) -> dict:
+    """The file's YAML, which must be a mapping at the top level (an empty file is an empty mapping)."""
+    data = parse_yaml(read_text(path, error), path, error)
     if data is None:
         return {}
     if not isinstance(data, dict):

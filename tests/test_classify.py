@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentcg.classify import CATEGORIES, classify, classify_call, split_segments
 
@@ -145,3 +147,28 @@ def test_segments_respect_quotes_heredocs_and_substitutions():
 def test_unbalanced_quotes_do_not_crash():
     assert classify("python -c \"print('truncated") == "python"
     assert classify("grep 'abc") == "explore"
+
+
+# Words are split as POSIX shlex splits them (the hook depends on it), but in one linear pass with each word cut
+# at WORD_LIMIT characters: shlex is quadratic in a word's length.
+@settings(max_examples=3000, deadline=None, database=None)
+@given(st.text(alphabet="ab \t'\"\\\n$x-=|;", max_size=24))
+def test_words_are_shlex_words(text):
+    import shlex
+
+    from agentcg.classify import _words
+    try:
+        expected = shlex.split(text, comments=False)
+    except ValueError:
+        expected = text.split()
+    assert _words(text) == expected
+
+
+def test_long_words_are_cut_not_parsed_for_seconds():
+    import time
+
+    from agentcg.classify import WORD_LIMIT, _words
+    started = time.monotonic()
+    words = _words("python -c '" + "x" * 2_000_000 + "' --flag")
+    assert time.monotonic() - started < 2.0
+    assert words[:2] == ["python", "-c"] and len(words[2]) == WORD_LIMIT and words[3] == "--flag"

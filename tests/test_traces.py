@@ -372,7 +372,7 @@ def test_load_malformed_files(tmp_path):
     with pytest.raises(TraceError, match="malformed JSON"):
         traces.load(tmp_path / "a.json")
     (tmp_path / "b.yaml").write_text("a: [")
-    with pytest.raises(TraceError, match="malformed YAML"):
+    with pytest.raises(TraceError, match="not valid YAML"):
         traces.load(tmp_path / "b.yaml")
     (tmp_path / "c.json").write_text("[]")
     with pytest.raises(TraceError, match="mapping at the top level"):

@@ -47,12 +47,24 @@ class BuildSpec:
             raise BuildError(f"kernel {name}: source needs kind: debian-source or git")
         if source["kind"] == "git":
             check_git_source(name, source)
-        patches = read_series(repo / entry["patches"]) if entry.get("patches") else []
-        configs = [repo / c for c in entry.get("configs", [])]
+        elif not isinstance(source.get("package"), str) or not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", source["package"]):
+            raise BuildError(f"kernel {name}: a debian-source needs a package name")
+        patches = read_series(_inside(repo, entry["patches"], name, "patches")) if entry.get("patches") else []
+        raw_configs = entry.get("configs", [])
+        if not isinstance(raw_configs, list):
+            raise BuildError(f"kernel {name}: configs must be a list of paths")
+        configs = [_inside(repo, c, name, "config fragment") for c in raw_configs]
         for path in configs:
             if not path.is_file():
                 raise BuildError(f"kernel {name}: config fragment {path} is missing")
         return cls(name, source, patches, configs)
+
+
+def _inside(repo: Path, rel, name: str, what: str) -> Path:
+    """A path kernels.yaml names: relative, and inside the repository."""
+    if not isinstance(rel, str) or not rel or "\0" in rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise BuildError(f"kernel {name}: {what} must be a path inside the repository, not {rel!r}")
+    return repo / rel
 
 
 def read_series(patch_dir: Path) -> list[Path]:
@@ -60,7 +72,14 @@ def read_series(patch_dir: Path) -> list[Path]:
     series = patch_dir / "series"
     if not series.is_file():
         raise BuildError(f"patch series {series} is missing")
-    names = [ln.split("#", 1)[0].strip() for ln in series.read_text().splitlines()]
+    try:
+        text = series.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise BuildError(f"patch series {series} cannot be read ({e})") from None
+    names = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
+    for n in names:
+        if "/" in n or n in (".", ".."):
+            raise BuildError(f"{series} lists {n!r}: a patch is a file name in {patch_dir}")
     patches = [patch_dir / n for n in names if n]
     for p in patches:
         if not p.is_file():

@@ -9,13 +9,15 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from agentcg.config import parse_yaml, read_text
 from agentcg.harness import apt
 from agentcg.paths import REPO_ROOT
 
 TABLE_PATH = REPO_ROOT / "kernel" / "kernels.yaml"
 KINDS = ("debian", "build")
+ENTRY_KEYS = {"debian": {"kind", "package", "features"},
+              "build": {"kind", "source", "patches", "configs", "features"}}
+NAME_RX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class KernelError(Exception):
@@ -41,23 +43,32 @@ def slug(name_or_path: str) -> str:
 
 
 def load_table(path: Path = TABLE_PATH) -> dict[str, dict]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
+    if not Path(path).exists():
         raise KernelError(f"kernel table {path} is missing")
-    except yaml.YAMLError as e:
-        raise KernelError(f"kernel table {path} is not valid YAML: {e}")
+    data = parse_yaml(read_text(path, KernelError), f"kernel table {path}", KernelError)
     if not isinstance(data, dict):
         raise KernelError(f"kernel table {path}: expected a mapping of kernel names")
     for name, entry in data.items():
+        at = f"kernel table {path}: entry {name!r}"
+        if not isinstance(name, str) or not NAME_RX.fullmatch(name):
+            raise KernelError(f"{at}: a kernel name is letters, digits, '.', '_', '-'")
         if not isinstance(entry, dict) or entry.get("kind") not in KINDS:
-            raise KernelError(f"kernel table {path}: entry {name!r} needs kind: one of {', '.join(KINDS)}")
+            raise KernelError(f"{at} needs kind: one of {', '.join(KINDS)}")
+        unknown = set(entry) - ENTRY_KEYS[entry["kind"]]
+        if unknown:
+            raise KernelError(f"{at}: unknown keys {sorted(map(str, unknown))}")
         if entry["kind"] == "debian" and not isinstance(entry.get("package"), str):
-            raise KernelError(f"kernel table {path}: entry {name!r} needs a package pattern")
+            raise KernelError(f"{at} needs a package pattern")
+        if entry["kind"] == "debian":
+            try:
+                re.compile(entry["package"])
+            except (re.error, RecursionError) as e:
+                raise KernelError(f"{at}: package is not a regular expression ({e})") from None
         if entry["kind"] == "build" and not isinstance(entry.get("source"), dict):
-            raise KernelError(f"kernel table {path}: entry {name!r} needs a source mapping")
-        if not isinstance(entry.get("features", []), list):
-            raise KernelError(f"kernel table {path}: entry {name!r}: features must be a list")
+            raise KernelError(f"{at} needs a source mapping")
+        features = entry.get("features", [])
+        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+            raise KernelError(f"{at}: features must be a list of names")
     return data
 
 

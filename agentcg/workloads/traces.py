@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from agentcg.classify import classify_call
+from agentcg.config import parse_json, parse_yaml, read_text
 from agentcg.paths import REPO_ROOT
 
 TRACES_ENV = "AGENTCG_TRACES"
@@ -202,7 +203,7 @@ def read_transcript(path: Path) -> Transcript:
                 continue
             try:
                 entry = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 out.bad_lines += 1
                 continue
             if not isinstance(entry, dict):
@@ -238,12 +239,9 @@ def read_transcript(path: Path) -> Transcript:
 
 def _read_json(path: Path):
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except ValueError as e:
-        raise TraceError(f"{path.name}: malformed JSON ({e})") from None
-    except OSError as e:
-        raise TraceError(f"{path.name}: cannot read ({e.strerror})") from None
+        return parse_json(read_text(path, TraceError), path.name, TraceError)
+    except TraceError as e:
+        raise TraceError(str(e).replace(str(path), path.name)) from None
 
 
 def model_family(label: str | None) -> str | None:
@@ -479,21 +477,8 @@ def save(trace: Trace, path: str | Path) -> None:
 def load(path: str | Path) -> Trace:
     """Read an agentcg-trace/1 file (JSON, or YAML for .yaml/.yml); TraceError names what is wrong."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise TraceError(f"{path}: cannot read ({e.strerror})") from None
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise TraceError(f"{path}: malformed YAML ({e})") from None
-    else:
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise TraceError(f"{path}: malformed JSON ({e})") from None
+    text = read_text(path, TraceError)
+    data = parse_yaml(text, path, TraceError) if path.suffix in (".yaml", ".yml") else parse_json(text, path, TraceError)
     try:
         return from_dict(data)
     except TraceError as e:
