@@ -1,9 +1,11 @@
 """`agentcg daemon`: the controller as a service — YAML config, workloads set up at start, a root-only state
-file for `agentcg status`, Prometheus metrics on localhost, and the JSON event log.
+file for `agentcg status`, Prometheus metrics on a root-only socket (TCP on localhost when asked), and the JSON
+event log.
 
 Config (all keys optional):
     root: /sys/fs/cgroup/agentcg     state: /run/agentcg     interval_ms: 50
-    event_log: /run/agentcg/events.jsonl                     metrics_port: 9707 (0: off)
+    event_log: /run/agentcg/events.jsonl
+    metrics_socket: true (<state>/metrics.sock, root only; false: off)   metrics_port: 0 (N: also 127.0.0.1:N)
     budgets: <agentcg/budgets.yaml, shipped with the package>
     ladder: {reserve_mib: 64, runaway_factor: 4, stall_frac: 0.5, freeze_after_s: 1, kill_after_s: 3}
     workloads: [{name: agent-1, priority: high|normal|low, agent_min_mib: 256, memory_max_mib: 4096}]
@@ -45,7 +47,8 @@ class DaemonConfig:
     state: Path = DEFAULT_STATE
     interval_ms: float = 50
     event_log: Path | None = None
-    metrics_port: int = 9707
+    metrics_socket: bool = True
+    metrics_port: int = 0
     budgets: Path = DEFAULT_FILE
     ladder: ladder.LadderConfig = field(default_factory=ladder.LadderConfig)
     workloads: list[dict] = field(default_factory=list)
@@ -94,6 +97,13 @@ def load_config(path: Path | None) -> DaemonConfig:
             raise ConfigError(f"{where}: interval_ms must be within 1..60000, got {raw!r}")
         return value
 
+    def flag(key: str):
+        def convert(raw) -> bool:
+            if not isinstance(raw, bool):
+                raise ValueError(f"must be true or false, got {raw!r}")
+            return raw
+        return convert
+
     def port(raw) -> int:
         value = config.number(raw, "metrics_port", where, allow_zero=True, integer=True)
         if value > 65535:
@@ -102,7 +112,8 @@ def load_config(path: Path | None) -> DaemonConfig:
 
     return config.build(DaemonConfig, config.read_mapping(path, ConfigError), {
         "root": absolute("root"), "state": absolute("state"), "interval_ms": interval,
-        "event_log": absolute("event_log"), "metrics_port": port, "budgets": absolute("budgets"),
+        "event_log": absolute("event_log"), "metrics_port": port, "metrics_socket": flag("metrics_socket"),
+        "budgets": absolute("budgets"),
         "ladder": ladder_config, "workloads": lambda raw: _workloads(raw, where),
         "memory_policy": choice("memory_policy"), "cpu_scheduler": choice("cpu_scheduler"),
         "exec_tracer": choice("exec_tracer"), "bpf_dir": absolute("bpf_dir")}, where, ConfigError)
@@ -129,12 +140,28 @@ def _workloads(raw, where: str) -> list[dict]:
     return list(raw or [])
 
 
-def write_state(ctl: Controller, state_dir: Path, mech: mechanisms.Mechanisms | None = None) -> None:
-    """Root-only: the status file is the local control interface's read side."""
+def write_state(ctl: Controller, state_dir: Path, mech: mechanisms.Mechanisms | None = None) -> dict:
+    """Root-only: the status file is the local control interface's read side. Returns the status written."""
     status = ctl.status()
     if mech is not None:
         status["mechanisms"] = mech.summary()
     write_atomic(state_dir / "status.json", json.dumps(status))
+    return status
+
+
+def serve_metrics(cfg: DaemonConfig, snapshot: metrics.Snapshot) -> list:
+    """The metrics endpoints the config asks for; one ConfigError (nothing left bound) when one cannot be."""
+    servers = []
+    try:
+        if cfg.metrics_socket:
+            servers.append(metrics.serve(snapshot.get, socket_path=cfg.state / "metrics.sock"))
+        if cfg.metrics_port:
+            servers.append(metrics.serve(snapshot.get, cfg.metrics_port))
+    except metrics.MetricsError as e:
+        for server in servers:
+            metrics.stop(server)
+        raise ConfigError(str(e)) from None
+    return servers
 
 
 def own_cgroup() -> Path:
@@ -209,22 +236,29 @@ def run(cfg: DaemonConfig, stop: Stop | None = None) -> None:
         started = False
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    ctl, mech = build(cfg)
+    snapshot = metrics.Snapshot()
+    cfg.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    servers = serve_metrics(cfg, snapshot)  # first: a port that is taken stops the start before anything is made
+    try:
+        ctl, mech = build(cfg)
+    except BaseException:
+        for server in servers:
+            metrics.stop(server)
+        raise
     started = True
-    server = None
     last_state = [0.0]
 
     def on_tick(c: Controller) -> None:
         if time.monotonic() - last_state[0] >= 1.0:
-            write_state(c, cfg.state, mech)
+            snapshot.publish(write_state(c, cfg.state, mech))
             last_state[0] = time.monotonic()
     try:
-        server = metrics.serve(ctl.status, cfg.metrics_port) if cfg.metrics_port else None
+        snapshot.publish(write_state(ctl, cfg.state, mech))
         ctl.log.emit(event="daemon_started", workloads=ctl.layout.workloads(), mechanisms=mech.summary())
         ctl.run(stop, on_tick)
     finally:
         mech.close()
         write_state(ctl, cfg.state, mech)
-        if server:
-            server.shutdown()
+        for server in servers:
+            metrics.stop(server)
         ctl.log.emit(event="daemon_stopped")

@@ -1,5 +1,12 @@
-"""The daemon's Prometheus metrics, read from the controller's status at each scrape (prometheus_client does the
-exposition format and the escaping of label values, which come from names an agent may choose).
+"""The daemon's Prometheus metrics (prometheus_client does the exposition format and the escaping of label values,
+which come from names an agent may choose).
+
+Served from the last snapshot the controller published (`Snapshot`, once a second from its own thread), so a
+scrape reads no cgroup and never races a tick: its work is bounded by the size of that snapshot. One request at
+a time, each with a 5 s budget, so a local process cannot pile up threads. By default on a root-only Unix socket
+in the state directory (`curl --unix-socket /run/agentcg/metrics.sock http://x/metrics`); on TCP only when the
+operator opts in, since any local process (tool calls included) can reach a TCP port and read every tenant's
+workloads, calls and usage. A port or path that cannot be bound is one MetricsError, before the daemon starts.
 
     agentcg_ticks_total, agentcg_decisions_total                          counters
     agentcg_workload_memory_bytes{workload}                              gauge
@@ -8,9 +15,14 @@ exposition format and the escaping of label values, which come from names an age
 """
 from __future__ import annotations
 
+import os
+import socketserver
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Callable
 
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 CALL_LABELS = ["workload", "call", "class", "stage"]
@@ -51,7 +63,82 @@ def text(status: Callable[[], dict]) -> str:
     return generate_latest(registry(status)).decode()
 
 
-def serve(status: Callable[[], dict], port: int, addr: str = "127.0.0.1"):
-    """Serve /metrics on addr:port from a thread; the server (call .shutdown() to stop)."""
-    server, _thread = start_http_server(port, addr=addr, registry=registry(status))
+class MetricsError(Exception):
+    """The metrics endpoint cannot be served (port taken, path unusable)."""
+
+
+class Snapshot:
+    """The status the controller last published; what every scrape reads."""
+
+    def __init__(self, status: dict | None = None):
+        self._lock = threading.Lock()
+        self._status = status or {"ticks": 0, "decisions": 0, "workloads": {}}
+
+    def publish(self, status: dict) -> None:
+        with self._lock:
+            self._status = status
+
+    def get(self) -> dict:
+        with self._lock:
+            return self._status
+
+
+class _Handler(BaseHTTPRequestHandler):
+    timeout = 5  # seconds a client may take to send its request
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        if self.path.split("?", 1)[0] != "/metrics":
+            self.send_error(404)
+            return
+        body = text(self.server.status).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # scrapes are not events
+        pass
+
+
+class _TCPServer(HTTPServer):
+    allow_reuse_address = True
+
+
+class _UnixServer(socketserver.UnixStreamServer):
+    def get_request(self):
+        conn, _ = self.socket.accept()
+        return conn, ("unix", 0)  # http.server wants a (host, port) client address
+
+
+def serve(status: Callable[[], dict], port: int | None = None, addr: str = "127.0.0.1",
+          socket_path: Path | None = None):
+    """Serve /metrics from a thread, on a root-only Unix socket (socket_path) or on addr:port; the server (call
+    .shutdown() to stop, .server_close() to release it)."""
+    try:
+        if socket_path is not None:
+            socket_path = Path(socket_path)
+            if socket_path.is_socket():
+                socket_path.unlink()  # ours, left by a daemon that was killed
+            old = os.umask(0o177)
+            try:
+                server = _UnixServer(str(socket_path), _Handler)
+            finally:
+                os.umask(old)
+            os.chmod(socket_path, 0o600)
+        else:
+            server = _TCPServer((addr, port), _Handler)
+    except OSError as e:
+        where = socket_path or f"{addr}:{port}"
+        raise MetricsError(f"cannot serve metrics on {where}: {e.strerror or e}") from None
+    server.status = status
+    threading.Thread(target=server.serve_forever, name="agentcg-metrics", daemon=True).start()
     return server
+
+
+def stop(server) -> None:
+    server.shutdown()
+    server.server_close()
+    path = server.server_address
+    if isinstance(path, str) and Path(path).is_socket():
+        Path(path).unlink()

@@ -6,6 +6,7 @@ through `agentcg exec` as a user would. Sizes are scaled for TCG; timings are ra
 import contextlib
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -360,8 +361,9 @@ def daemon_running(cg, tmp_path, config: str, start_in: Cgroup | None = None, wa
         Cgroup(root).destroy()
 
 
-# `agentcg daemon` from a YAML config: sets up its workloads, serves Prometheus metrics on localhost, keeps a
-# root-only status file that `agentcg status` reads, and stops cleanly on SIGTERM.
+# `agentcg daemon` from a YAML config: sets up its workloads, serves Prometheus metrics on a root-only socket (and
+# on localhost TCP, asked for here), keeps a root-only status file that `agentcg status` reads, and stops cleanly
+# on SIGTERM.
 def test_daemon_serves_status_and_metrics(cg, tmp_path):
     import urllib.request
     config = ("metrics_port: 19707\ninterval_ms: 50\nworkloads:\n"
@@ -375,6 +377,14 @@ def test_daemon_serves_status_and_metrics(cg, tmp_path):
         assert (root / "claude-1" / "agent" / "memory.min").read_text().strip() == str(16 * MIB)
         metrics = urllib.request.urlopen("http://127.0.0.1:19707/metrics", timeout=10).read().decode()
         assert "agentcg_ticks_total" in metrics and 'agentcg_workload_memory_bytes{workload="swe-2"}' in metrics
+        sock = state / "metrics.sock"
+        assert oct(sock.stat().st_mode & 0o777) == "0o600"
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
+            s.connect(str(sock))
+            s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            reply = b"".join(iter(lambda: s.recv(65536), b""))
+        assert reply.startswith(b"HTTP/1.0 200") and b"agentcg_ticks_total" in reply
         # auto: the in-kernel memory policy and sched_ext where the kernel has them, else the user-space path
         mech = status["mechanisms"]
         assert mech["memory"] == ("kernel" if "memcg_bpf_ops" in DECLARED else "user"), mech
