@@ -86,6 +86,22 @@ class Budgets:
         mib = min(max(mib, self.config.min_mib), self.config.max_mib)
         return int(mib * MIB)
 
+    def learned(self) -> dict[str, list[int]]:
+        """The peaks the budgets learned, per class (what the daemon keeps across restarts)."""
+        return {cls: list(window) for cls, window in self._peaks.items() if window}
+
+    def restore(self, learned) -> int:
+        """Take back peaks `learned()` gave (from a file: anything malformed is skipped); how many were taken."""
+        taken = 0
+        for cls, peaks in (learned.items() if isinstance(learned, dict) else ()):
+            if cls not in classify.CATEGORIES or not isinstance(peaks, list):
+                continue
+            for peak in peaks[-self.config.window:]:
+                if isinstance(peak, int) and not isinstance(peak, bool) and 0 < peak < 1 << 50:
+                    self.observe_peak(cls, peak)
+                    taken += 1
+        return taken
+
     def observe_peak(self, cls: str, peak_bytes: int) -> None:
         window = self._peaks[cls]
         window.append(peak_bytes)

@@ -188,7 +188,10 @@ class Controller:
         with the in-kernel policy, which takes the turns itself within a charge batch."""
         if self.inkernel:
             return None
-        state = self.agents.setdefault(wname, AgentState())
+        state = self.agents.get(wname)
+        if state is None:  # an agent an earlier controller left waiting waits (and is released) as before
+            state = self.agents[wname] = AgentState(
+                waiting=self.files.read(f"{wl.path}/agent/memory.high").strip() != "max")
         if not state.waiting and headroom >= 2 * ladder.reserve_for(self.cfg.reserve_bytes, priority):
             state.usage = None
             return None
@@ -311,7 +314,7 @@ class Controller:
         meta = self._load_meta(wname, cg.name)  # before cgroup.events: launchers record the pid after the move
         state = self.calls.get(key)
         if state is None:
-            state = self.calls[key] = CallState()
+            state = self.calls[key] = CallState(stage=self._adopted_stage(wname, cg))
             if meta and not meta.budget:  # described before it started: its class's budget as of now
                 meta.budget = self._budget(meta)
                 self.layout.save_meta(meta)
@@ -346,6 +349,22 @@ class Controller:
         decision = ladder.decide(view, self.cfg)
         if decision.acts:
             self._apply(wname, cg, state, decision, view, meta)
+
+    def _adopted_stage(self, wname: str, cg: Cgroup) -> str:
+        """A call seen for the first time may carry what an earlier controller did to it (one that was killed
+        mid-throttle or mid-freeze: only agentcg writes these files in its tree). It resumes there, so the
+        ladder thaws or releases it as soon as there is room, instead of leaving it frozen for good."""
+        try:
+            if self.files.read(f"{cg.path}/cgroup.freeze").strip() == "1":
+                stage = "frozen"
+            elif self.files.read(f"{cg.path}/memory.high").strip() != "max":
+                stage = "throttled"
+            else:
+                return "running"
+        except OSError:
+            return "running"
+        self.log.emit(event="call_adopted", workload=wname, call=cg.name, stage=stage)
+        return stage
 
     @staticmethod
     def _call_over(state: CallState, meta) -> bool:

@@ -35,6 +35,7 @@ from agentcg.statefile import write_atomic
 from agentcg.stopping import Stop
 from agentcg.vocab import DEFAULT_PRIORITY, MIB, PRIORITIES
 
+LEARNED_FILE = "budgets-learned.json"  # in the state directory: the peaks the budgets learned, across restarts
 CHOICES = {"memory_policy": mechanisms.MEMORY_CHOICES, "cpu_scheduler": mechanisms.CPU_CHOICES,
            "exec_tracer": mechanisms.TRACER_CHOICES}
 LADDER_KEYS = {"reserve_mib", "runaway_factor", "stall_frac", "freeze_after_s", "kill_after_s"}
@@ -146,6 +147,9 @@ def write_state(ctl: Controller, state_dir: Path, mech: mechanisms.Mechanisms | 
     if mech is not None:
         status["mechanisms"] = mech.summary()
     write_atomic(state_dir / "status.json", json.dumps(status))
+    learned = ctl.budgets.learned()
+    if learned:
+        write_atomic(state_dir / LEARNED_FILE, json.dumps(learned))
     return status
 
 
@@ -192,6 +196,10 @@ def build(cfg: DaemonConfig) -> tuple[Controller, mechanisms.Mechanisms]:
         budgets = Budgets(load_budgets(cfg.budgets))
     except BudgetError as e:
         raise ConfigError(str(e))
+    try:  # what an earlier run learned (a daemon restarted after a crash does not start from scratch)
+        budgets.restore(json.loads((cfg.state / LEARNED_FILE).read_bytes()[:1 << 22]))
+    except (OSError, ValueError, RecursionError):
+        pass
     if cfg.bpf_dir:
         os.environ["AGENTCG_BPF_DIR"] = str(cfg.bpf_dir)
     layout = Layout(cfg.root, cfg.state)

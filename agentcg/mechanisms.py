@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentcg.cgroup import cgroup_id
 from agentcg.enforce import sched
 
 MEMORY_CHOICES = ("auto", "kernel", "user")
@@ -102,7 +103,7 @@ def start(memory: str, cpu: str, tracer: str, root: Path, reserve_bytes: int) ->
         if mem == "kernel":
             from agentcg.enforce.inkernel import InKernelError, InKernelPolicy
             try:
-                m.inkernel = InKernelPolicy(root, reserve_bytes).open()
+                m.inkernel = InKernelPolicy(root, reserve_bytes, pin_name=f"agentcg-root-{cgroup_id(root)}").open()
             except InKernelError as e:
                 raise MechanismError(str(e)) from e
         if cpu_m == "sched_ext":

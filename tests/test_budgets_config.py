@@ -1,4 +1,6 @@
 """Budgets per command class, and the daemon's config validation: bad input is one clear error."""
+import json
+
 import pytest
 
 from agentcg import budgets, daemon
@@ -83,3 +85,17 @@ def test_good_daemon_config(tmp_path):
     cfg = daemon.load_config(p)
     assert cfg.interval_ms == 20 and cfg.ladder.reserve_bytes == 128 * MIB and cfg.ladder.kill_after_s == 5
     assert cfg.workloads[0]["priority"] == "high"
+
+
+# What the budgets learned survives a daemon restart; a damaged file gives back only what is well-formed.
+def test_learned_peaks_come_back_and_garbage_is_skipped():
+    from agentcg.budgets import Budgets, load_config
+    first = Budgets(load_config())
+    for peak in (100 * MIB, 200 * MIB):
+        first.observe_peak("test", peak)
+    second = Budgets(load_config())
+    assert second.restore(json.loads(json.dumps(first.learned()))) == 2
+    assert second.budget_bytes("test") == first.budget_bytes("test")
+    third = Budgets(load_config())
+    assert third.restore({"test": [True, -1, "x", 1 << 60, 5 * MIB], "nope": [1], "git": "x"}) == 1
+    assert third.restore([1, 2]) == 0

@@ -22,6 +22,7 @@ from agentcg.cgroup import Cgroup, reap
 from agentcg.controller import Controller, EventLog
 from agentcg.enforce import sched
 from agentcg.enforce.memcg_bpf import BPFFS
+from agentcg.harness import slowness
 from agentcg.layout import TOOL_OOM_SCORE_ADJ, Layout
 
 MIB = 1 << 20
@@ -454,3 +455,59 @@ def test_daemon_traces_tool_processes_started_without_the_wrapper(cg, tmp_path):
             if agent.poll() is None:
                 agent.kill()
                 reap(agent)
+
+
+# A daemon killed (SIGKILL) while a call was throttled and another frozen leaves them so; the next daemon adopts
+# them and, with memory to spare, releases and thaws both within a second. With the in-kernel policy the killed
+# daemon's link is still attached at the root: the next one replaces it instead of failing to attach. What the
+# budgets learned survives the restart.
+@pytest.mark.parametrize("memory_policy", ["user", "kernel"])
+def test_a_daemon_killed_mid_throttle_and_mid_freeze_is_recovered_by_the_next(cg, tmp_path, memory_policy):
+    import signal
+    if memory_policy == "kernel" and "memcg_bpf_ops" not in DECLARED:
+        pytest.skip("the in-kernel policy needs memcg_bpf_ops")
+    config = f"interval_ms: 50\nmemory_policy: {memory_policy}\ncpu_scheduler: weights\nworkloads: [{{name: w1}}]\n"
+    root, state = cg.path / "agentcg", tmp_path / "state"
+    path = tmp_path / "agentcg.yaml"
+    path.write_text(f"root: {root}\nstate: {state}\n{config}")
+    first = subprocess.Popen([sys.executable, "-m", "agentcg", "daemon", "--config", str(path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (state / "status.json").exists() and time.monotonic() < deadline:
+        assert first.poll() is None, first.stderr.read()
+        time.sleep(0.1)
+    tools = Cgroup(root / "w1" / "tools")
+    held = []
+    for name in ("call-throttled", "call-frozen"):
+        call = tools.child(name)
+        held.append(call.spawn([sys.executable, "-m", "agentcg.harness.memhog", "8", "--hold"],
+                               stdout=subprocess.PIPE, text=True))
+        assert held[-1].stdout.readline().strip() == "ready"
+    (state / "budgets-learned.json").write_text(json.dumps({"test": [300 * MIB]}))
+    Cgroup(tools.path / "call-throttled").write("memory.high", 8 * MIB)  # what the ladder does, then the crash
+    Cgroup(tools.path / "call-frozen").freeze(True)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    try:
+        with daemon_running(cg, tmp_path, config) as (_, _, _):
+            started = time.monotonic()
+            deadline = started + slowness.scaled(10)
+            while time.monotonic() < deadline:
+                throttled = (tools.path / "call-throttled" / "memory.high").read_text().strip()
+                frozen = Cgroup(tools.path / "call-frozen").frozen()
+                if throttled == "max" and not frozen:
+                    break
+                time.sleep(0.05)
+            assert throttled == "max" and not frozen, (throttled, frozen)
+            recovered_s = time.monotonic() - started
+            status = json.loads((state / "status.json").read_text())
+            assert status["mechanisms"]["memory"] == memory_policy, status["mechanisms"]
+            assert status["budgets_mib"]["test"] >= 300, "the learned peak came back"
+            events = [json.loads(x) for x in (state / "events.jsonl").read_text().splitlines()]
+            adopted = {e["call"]: e["stage"] for e in events if e["event"] == "call_adopted"}
+            assert adopted == {"call-throttled": "throttled", "call-frozen": "frozen"}, adopted
+            assert recovered_s < slowness.scaled(1.0), recovered_s
+    finally:
+        for p in held:
+            p.kill()
+            reap(p)

@@ -58,10 +58,13 @@ def why_not(probed: dict | None = None) -> str | None:
 class InKernelPolicy:
     """A session with the attached policy: map updates and the event stream through one `memcg_loader serve`."""
 
-    def __init__(self, root: Path, reserve_bytes: int, base_delay_ms: int = 20, max_delay_ms: int = 2000):
+    def __init__(self, root: Path, reserve_bytes: int, base_delay_ms: int = 20, max_delay_ms: int = 2000,
+                 pin_name: str | None = None):
+        """pin_name: a fixed name under bpffs (the daemon's, one per root), so a session that was killed before it
+        could detach is found and replaced by the next; default a fresh one."""
         self.root, self.reserve_bytes = Path(root), reserve_bytes
         self.sets = {"base_delay_ms": base_delay_ms, "max_delay_ms": max_delay_ms}
-        self.pin = memcg_bpf.BPFFS / f"agentcg-{uuid.uuid4().hex[:8]}"
+        self.pin = memcg_bpf.BPFFS / (pin_name or f"agentcg-{uuid.uuid4().hex[:8]}")
         self.att: memcg_bpf.Attachment | None = None
         self.proc: subprocess.Popen | None = None
         self.ids: dict[int, Path] = {}   # cgroup id -> path, for the events
@@ -74,6 +77,8 @@ class InKernelPolicy:
     def open(self) -> "InKernelPolicy":
         try:
             memcg_bpf.ensure_bpffs()
+            if self.pin.exists():
+                self._release_leftover()
             self.pin.mkdir()
             self.att = memcg_bpf.attach(memcg_bpf.obj("memcg_policy"), self.root, self.pin, sets=self.sets)
             self.proc = subprocess.Popen([str(memcg_bpf.bpf_dir() / "memcg_loader"), "serve", "--pin",
@@ -87,6 +92,22 @@ class InKernelPolicy:
             self.close()
             raise InKernelError(f"cannot attach the in-kernel policy to {self.root}: {e}") from e
         return self
+
+    def _release_leftover(self) -> None:
+        """Detach and unpin what a killed session left at this pin (its link still holds the root)."""
+        leftover = memcg_bpf.Attachment(self.pin, 0, 0, 0)
+        try:
+            leftover.detach()
+        except memcg_bpf.LoaderError:
+            pass  # nothing attached any more: only the pins are left
+        try:
+            leftover.unpin()
+        except memcg_bpf.LoaderError:
+            pass
+        if self.pin.exists():
+            for stale in self.pin.iterdir():
+                stale.unlink()
+            self.pin.rmdir()
 
     def close(self) -> None:
         """Stop the session, detach and unpin; safe to call twice and after a failed open."""
