@@ -150,6 +150,31 @@ def summarize(result: ReplayResult, high: str, alone_s: float | None) -> dict:
             "high_p50_ms": hi.alloc_latency_ms.get("p50"), "high_p95_ms": hi.alloc_latency_ms.get("p95")}
 
 
+# The paper's tight run (process model, 1:1 memory; tests/test_scenarios.py: its summed demand goes over its
+# 1100 MiB budget), once without control and once with in-kernel agentcg: without control the OOM killer takes a
+# process (one agent's whole process: the paper's No Isolation keeps 2 of 3); with agentcg the agents take turns
+# (the LOW that finds the headroom short waits in the kernel while the other finishes its burst) and all three
+# complete.
+@pytest.mark.requires("memcg_bpf_ops")
+def test_paper_tight_loses_a_process_without_control_and_none_with_agentcg_kernel(cg):
+    scenario = scenario_or_skip("paper-tight")
+    results = {}
+    for policy in ("none", "agentcg-kernel"):
+        results[policy] = result = run_scenario(scenario, cg, make_policy(policy))
+        keep_replay(f"paper_tight_{policy.replace('-', '_')}", result)
+        assert all(a.calls == [] for a in result.agents), "the process model has no tool calls"
+    none, kernel = results["none"], results["agentcg-kernel"]
+    assert none.oom_kill_count >= 1 and 1 <= sum(a.survived for a in none.agents) <= 2, _agents(none)
+    assert kernel.errors == [] and kernel.all_survived and kernel.oom_kill_count == 0, _agents(kernel)
+    waited = [a for a in kernel.policy_actions if a["action"] == "throttled"]
+    assert waited and {a["agent"] for a in waited} <= {"low1", "low2"}, kernel.policy_actions
+
+
+def _agents(result: ReplayResult) -> str:
+    return "; ".join(f"{a.name}: survived={a.survived} kills={a.oom_kills} error={a.error}" for a in result.agents) \
+        + f"; errors={result.errors}"
+
+
 # `tight` (parent budget 89% of the summed peaks) under every policy in one run (the real peers oomd and earlyoom
 # included; where they stop keeping agents alive is the budget sweep's question): the static split OOM-kills
 # agents; in-kernel agentcg keeps every agent alive (tool calls are delayed, frozen or killed instead, by agentcg

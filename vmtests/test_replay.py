@@ -105,22 +105,6 @@ def test_moderate_budget_without_control_keeps_every_agent_alive(cg):
     json.loads(result.to_json())
 
 
-# The paper's tight run (process model, 1:1 memory, ~1120 MiB of summed demand under 1100 MiB) bites in a real
-# kernel: with no control the OOM killer takes one of the three processes, as the paper reports for No Isolation
-# (2 of 3 survive), and the process it takes is one agent's whole process.
-@pytest.mark.requires("memcg")
-def test_paper_tight_without_control_loses_a_process(cg):
-    scenario = scenario_or_skip("paper-tight")
-    result = run_scenario(scenario, cg, make_policy("none"))
-    keep_replay("paper_tight_none", result)
-    summary = "; ".join(_summary(a) for a in result.agents)
-    assert result.oom_kill_count >= 1, summary
-    assert 1 <= sum(a.survived for a in result.agents) <= 2, summary
-    assert all(a.calls == [] for a in result.agents), "the process model has no tool calls"
-    for a in result.agents:
-        assert a.survived == (not a.oom_kills), _summary(a)
-
-
 # A tool call whose agent died before the replayer saw its pid (forked just before an OOM kill) is re-parented
 # to the replayer and must still be reaped: cleanup leaves no zombie behind.
 def test_cleanup_reaps_tool_calls_the_replayer_never_saw(cg):
