@@ -333,6 +333,76 @@ def test_process_started_without_wrapper_lands_in_a_tool_cgroup(agentcg_env, bac
         tracer.stop()
 
 
+# An exec event read late names a pid that may since belong to someone else: another workload's process (the pid
+# reused after the agent's process ended) is never moved, and a process that already left the leaf neither.
+def test_a_late_exec_event_never_moves_a_process_of_another_workload(agentcg_env):
+    from agentcg.cgroup import cgroup_id
+    from agentcg.enforce.tracing import ExecTracer
+    env = agentcg_env
+    layout = env["layout"]
+    layout.create_workload("w1")
+    layout.create_workload("w2")
+    tracer = ExecTracer(layout, env["ctl"].budgets, env["log"])
+    tracer.leaves = {cgroup_id(layout.workload("w1").path / "agent"): "w1"}
+    other = Cgroup(layout.workload("w2").path / "agent").spawn(["sleep", "60"])
+    env["procs"].append(other)
+    tracer.handle({"cgid": cgroup_id(layout.workload("w1").path / "agent"), "pid": other.pid, "comm": "sleep"})
+    assert Path(f"/proc/{other.pid}/cgroup").read_text().strip().endswith("/w2/agent")
+    assert layout.calls("w1") == [] and tracer.moved == 0
+    assert any(e["event"] == "call_trace_skipped" and e["pid"] == other.pid for e in env["log"].recent)
+    for forged in ({"cgid": 1, "pid": other.pid}, {"cgid": None, "pid": "1"}, {"pid": True}, {}):
+        tracer.handle(forged)
+    other.kill()
+
+
+FORKS_BEFORE_EXEC_IS_SEEN = """
+import os, sys, time
+child = os.fork()
+if child == 0:  # a fork without exec: the tracer never sees it
+    time.sleep(60)
+    os._exit(0)
+print(child, flush=True)
+sys.stdin.readline()
+os.kill(child, 9)
+"""
+
+
+# A process forks before the tracer gets to move it (fork without exec, which the tracer never sees): its child
+# is still in the agent's leaf, and goes to the same call as its parent.
+@pytest.mark.requires("bpf_syscall")
+@pytest.mark.parametrize("backend", ["bcc", "libbpf"])
+def test_a_child_forked_before_the_move_follows_its_parent_into_the_call(agentcg_env, backend):
+    from agentcg.enforce.tracing import ExecTracer, libbpf_tracer
+    if backend == "libbpf" and libbpf_tracer() is None:
+        pytest.skip("no agentcg-built BPF objects for this kernel (Debian's kernels use the bcc tracer)")
+    env = agentcg_env
+    layout = env["layout"]
+    layout.create_workload("w1")
+    tracer = ExecTracer(layout, env["ctl"].budgets, env["log"], backend=backend)
+    tracer.start(["w1"])
+    stop = threading.Event()
+    try:
+        tool = Cgroup(layout.workload("w1").path / "agent").spawn(
+            [sys.executable, "-c", FORKS_BEFORE_EXEC_IS_SEEN], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True)
+        env["procs"].append(tool)
+        child = int(tool.stdout.readline())  # forked, and nothing read the exec event yet
+        assert Path(f"/proc/{child}/cgroup").read_text().strip().endswith("/w1/agent")
+        reader = threading.Thread(target=tracer.run, args=(stop,), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "/tools/call-" not in Path(f"/proc/{tool.pid}/cgroup").read_text():
+            time.sleep(0.05)
+        parent_at = Path(f"/proc/{tool.pid}/cgroup").read_text().strip()
+        child_at = Path(f"/proc/{child}/cgroup").read_text().strip()
+        assert "/w1/tools/call-" in parent_at and child_at == parent_at, (parent_at, child_at)
+        tool.stdin.write("done\n")
+        tool.stdin.flush()
+    finally:
+        stop.set()
+        tracer.stop()
+
+
 @contextlib.contextmanager
 def daemon_running(cg, tmp_path, config: str, start_in: Cgroup | None = None, wait_s: float = 60):
     """`agentcg daemon` with `config` (root and state filled in) until its status file is there; stopped with

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from agentcg.budgets import Budgets
+from agentcg.cgroup import ROOT as CGROUP_ROOT
 from agentcg.cgroup import cgroup_id
 from agentcg.controller import EventLog
 from agentcg.layout import Layout, LayoutError
@@ -57,6 +58,36 @@ def tracer_argv(leaves: list[str], backend: str | None = None) -> tuple[list[str
     if not Path(SYSTEM_PYTHON).exists():
         raise TracerError(f"{SYSTEM_PYTHON} not found: the exec tracer needs Debian's python3-bpfcc")
     return [SYSTEM_PYTHON, "-m", "agentcg.enforce.exec_tracer", *leaves], "bcc"
+
+
+def alive(pidfd: int) -> bool:
+    """A pidfd turns readable when its process exits."""
+    return not select.select([pidfd], [], [], 0)[0]
+
+
+def cgroup_of(pid: int) -> Path:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        if line.startswith("0::"):
+            return CGROUP_ROOT / line[3:].lstrip("/")
+    raise FileNotFoundError(f"/proc/{pid}/cgroup has no cgroup v2 line")
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[1])  # after "pid (comm) state": the comm may hold anything
+
+
+def descends_from(pid: int, ancestor: int, depth: int = 64) -> bool:
+    try:
+        for _ in range(depth):
+            pid = parent_of(pid)
+            if pid == ancestor:
+                return True
+            if pid <= 1:
+                return False
+    except (OSError, ValueError, IndexError):
+        return False
+    return False
 
 
 def cmdline(pid: int) -> str:
@@ -134,17 +165,42 @@ class ExecTracer:
                           line=line[:200])
 
     def handle(self, event: dict) -> None:
+        """Move the process of one exec event into a new tool-call cgroup, if it is still the agent's.
+
+        An event can be old by the time it is read (the ring buffer, this thread, TCG): its process may be gone
+        and its pid given to someone else, another tenant's process included. So the pid is pinned first (a
+        pidfd: it names that process, or a dead one, for good) and the process must still be in this agent's leaf
+        while the pidfd shows it alive; only then is it moved. A process it forked before the move stayed in the
+        leaf: those are moved after it."""
         if "dropped" in event or "error" in event:  # the tracer's own trouble: execs it could not report
             self.log.emit(event="tracer_trouble", backend=self.backend, **event)
             return
         workload = self.leaves.get(event.get("cgid"))
-        if workload is None:
+        pid = event.get("pid")
+        if workload is None or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
             return
-        pid = event["pid"]
+        leaf = self.layout.workload(workload).path / "agent"
         try:
-            command = cmdline(pid) or event.get("comm", "?")
+            pidfd = os.pidfd_open(pid)
         except OSError:
             return  # exited before we saw it: nothing left to place
+        try:
+            self._place(workload, leaf, pid, pidfd, event)
+        finally:
+            os.close(pidfd)
+
+    def _place(self, workload: str, leaf: Path, pid: int, pidfd: int, event: dict) -> None:
+        try:
+            command = cmdline(pid) or event.get("comm", "?")
+            inside = cgroup_of(pid) == leaf
+        except OSError:
+            return
+        if not alive(pidfd):
+            return  # it ended: the pid may already name another process, whose files we just read
+        if not inside:
+            self.log.emit(event="call_trace_skipped", workload=workload, pid=pid,
+                          reason="no longer in the agent's leaf (moved, or its pid reused by another process)")
+            return
         cls = self.budgets.classify(command)
         try:
             cg, meta = self.layout.start_call(workload, command, cls, self.budgets.budget_bytes(cls),
@@ -154,7 +210,13 @@ class ExecTracer:
             return
         try:
             cg.write("cgroup.procs", pid)
+            if not alive(pidfd):  # it ended between the check and the move (microseconds): the call is left to
+                # the controller, which removes it once empty (never killing what a reused pid may have put there)
+                self.log.emit(event="call_trace_failed", workload=workload, pid=pid, command=command,
+                              error=f"it exited while being moved to {cg.path}")
+                return
             self.layout.unprotect_call(pid)
+            followers = self._move_forked_before(pid, leaf, cg)
         except OSError as e:
             self.layout.finish_call(workload, meta.call)
             if Path(f"/proc/{pid}").exists():  # still running, yet left in the agent's leaf: say why
@@ -165,7 +227,31 @@ class ExecTracer:
         self.layout.save_meta(meta)
         self.moved += 1
         self.log.emit(event="call_traced", workload=workload, call=meta.call, pid=pid, command=command, cls=cls,
-                      latency_s=round(time.time() - meta.started, 4))
+                      latency_s=round(time.time() - meta.started, 4), followers=followers)
+
+    def _move_forked_before(self, pid: int, leaf: Path, cg) -> int:
+        """Processes still in the agent's leaf that descend from `pid` (forked before it was moved, so left
+        behind, fork without exec included) go to its call too. How many were moved."""
+        moved = 0
+        for _ in range(3):  # a process forking while we look: look again
+            stragglers = []
+            try:
+                procs = [int(x) for x in (leaf / "cgroup.procs").read_text().split()]
+            except OSError:
+                return moved
+            for p in procs:
+                if p != pid and descends_from(p, pid):
+                    stragglers.append(p)
+            if not stragglers:
+                return moved
+            for p in stragglers:
+                try:
+                    cg.write("cgroup.procs", p)
+                    self.layout.unprotect_call(p)
+                    moved += 1
+                except OSError:
+                    pass  # it ended meanwhile
+        return moved
 
     def stop(self) -> None:
         """Detach: closing its stdin makes either tracer exit; one that does not is killed."""
