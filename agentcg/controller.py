@@ -133,6 +133,7 @@ class Controller:
         self.layout, self.budgets, self.cfg, self.log, self.interval = layout, budgets, cfg, log, interval
         self.inkernel = inkernel  # agentcg.enforce.inkernel.InKernelPolicy, or None: user space only
         self.scheduler = scheduler  # agentcg.enforce.sched.SchedExt, or None: cpu.weight alone
+        self.tracer = None  # agentcg.enforce.tracing.ExecTracer: told of every workload the controller finds
         self.tracked_workloads: set[str] = set()
         self.workload_ids: dict[str, int] = {}
         self.calls: dict[tuple[str, str], CallState] = {}
@@ -433,6 +434,11 @@ class Controller:
         if self.inkernel:
             self.inkernel.track_workload(wl, self.layout.priority(wname))
         self._schedule(wl.path / "agent", sched.LATENCY, wname)  # the agent's own turns are interactive
+        if self.tracer is not None:
+            try:
+                self.tracer.watch(wname)
+            except Exception as e:  # noqa: BLE001 - the tracer's trouble is logged; the ladder goes on
+                self.log.emit(event="tracer_trouble", error=f"watching {wname}: {type(e).__name__}: {e}")
         self.tracked_workloads.add(wname)
 
     def _schedule(self, path: Path, cls: int, wname: str) -> None:

@@ -219,7 +219,8 @@ def build(cfg: DaemonConfig) -> tuple[Controller, mechanisms.Mechanisms]:
         log = EventLog(cfg.event_log or cfg.state / "events.jsonl")
         ctl = Controller(layout, budgets, cfg.ladder, log, interval=cfg.interval_ms / 1000,
                          inkernel=mech.inkernel, scheduler=mech.scheduler)
-        mechanisms.start_tracer(mech, layout, budgets, log, [w["name"] for w in cfg.workloads])
+        mechanisms.start_tracer(mech, layout, budgets, log, layout.workloads())
+        ctl.tracer = mech.exec_tracer
     except BaseException as e:  # a SIGTERM while the tracer compiles, too: nothing stays attached or made
         if mech is not None:
             mech.close()

@@ -121,8 +121,9 @@ def start(memory: str, cpu: str, tracer: str, root: Path, reserve_bytes: int) ->
 
 
 def start_tracer(m: Mechanisms, layout, budgets, log, workloads: list[str]) -> None:
-    """Start the exec tracer on the workloads' agent leaves (nothing when it is off)."""
-    if m.tracer == "off" or not workloads:
+    """Start the exec tracer on the workloads' agent leaves (nothing when it is off); workloads made later are
+    added as the controller finds them (Controller.tracer, ExecTracer.watch)."""
+    if m.tracer == "off":
         return
     from agentcg.enforce.tracing import ExecTracer, TracerError
     tracer = ExecTracer(layout, budgets, log, backend=None if m.tracer == "auto" else m.tracer)

@@ -505,26 +505,42 @@ def test_daemon_traces_tool_processes_started_without_the_wrapper(cg, tmp_path):
     with daemon_running(cg, tmp_path, config, wait_s=200) as (_, root, state):
         status = json.loads((state / "status.json").read_text())
         assert status["mechanisms"]["tracer"] in ("libbpf", "bcc"), status["mechanisms"]
-        agent = Cgroup(root / "w1" / "agent").spawn([sys.executable, "-c", AGENT_WITHOUT_WRAPPER],
+        _traced_in(root, "w1")
+        # a workload made while the daemon runs is traced too, once the controller has found it
+        made = subprocess.run([sys.executable, "-m", "agentcg", "workload", "create", "w2", "--root", str(root),
+                               "--state", str(state)], capture_output=True, text=True, timeout=120)
+        assert made.returncode == 0, made.stderr
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            events = [json.loads(x) for x in (state / "events.jsonl").read_text().splitlines()]
+            if any(e["event"] == "tracer_watching" and e["workload"] == "w2" for e in events):
+                break
+            time.sleep(0.1)
+        _traced_in(root, "w2")
+
+
+def _traced_in(root: Path, workload: str) -> None:
+    """A process the agent of `workload` starts without the wrapper lands in a call of that workload."""
+    agent = Cgroup(root / workload / "agent").spawn([sys.executable, "-c", AGENT_WITHOUT_WRAPPER],
                                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            agent.stdin.write("go\n")
-            agent.stdin.flush()
-            pid = int(agent.stdout.readline())
-            where = ""
-            deadline = time.monotonic() + 20
-            while "/w1/tools/call-" not in where and time.monotonic() < deadline:
-                where = Path(f"/proc/{pid}/cgroup").read_text().strip()
-                time.sleep(0.05)
-            assert "/w1/tools/call-" in where, where
-            assert Path(f"/proc/{pid}/oom_score_adj").read_text().strip() == "0"
-            agent.stdin.write("done\n")
-            agent.stdin.flush()
-            assert reap(agent) == 0
-        finally:
-            if agent.poll() is None:
-                agent.kill()
-                reap(agent)
+    try:
+        agent.stdin.write("go\n")
+        agent.stdin.flush()
+        pid = int(agent.stdout.readline())
+        where = ""
+        deadline = time.monotonic() + 20
+        while f"/{workload}/tools/call-" not in where and time.monotonic() < deadline:
+            where = Path(f"/proc/{pid}/cgroup").read_text().strip()
+            time.sleep(0.05)
+        assert f"/{workload}/tools/call-" in where, where
+        assert Path(f"/proc/{pid}/oom_score_adj").read_text().strip() == "0"
+        agent.stdin.write("done\n")
+        agent.stdin.flush()
+        assert reap(agent) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            reap(agent)
 
 
 # A daemon killed (SIGKILL) while a call was throttled and another frozen leaves them so; the next daemon adopts

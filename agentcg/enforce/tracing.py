@@ -131,6 +131,17 @@ class ExecTracer:
         self._pending = first[1:]
         self.log.emit(event="tracer_started", workloads=workloads, backend=self.backend)
 
+    def watch(self, workload: str) -> None:
+        """Trace execs in one more workload's agent leaf (one made after the tracer started)."""
+        leaf = self.layout.workload(workload).path / "agent"
+        cgid = cgroup_id(leaf)
+        if cgid in self.leaves or self.proc is None:
+            return
+        self.proc.stdin.write(f"watch {leaf}\n".encode())
+        self.proc.stdin.flush()
+        self.leaves[cgid] = workload
+        self.log.emit(event="tracer_watching", workload=workload)
+
     def _read_lines(self, timeout: float) -> list[str] | None:
         """The complete lines the tracer wrote within timeout s ([] if none, None at its EOF). Read from the raw
         pipe: a buffered readline() could keep a second line in its buffer while select() sees an empty pipe."""
