@@ -24,13 +24,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentcg import config, ladder, mechanisms, metrics
+from agentcg import config, execsock, ladder, mechanisms, metrics, sockets
 from agentcg.budgets import DEFAULT_FILE, BudgetError, Budgets
 from agentcg.budgets import load_config as load_budgets
 from agentcg.cgroup import ROOT as CGROUP_ROOT
 from agentcg.config import ConfigError
 from agentcg.controller import Controller, EventLog
-from agentcg.layout import DEFAULT_ROOT, DEFAULT_STATE, Layout, LayoutError, check_name
+from agentcg.layout import DEFAULT_ROOT, DEFAULT_STATE, Layout, LayoutError, check_name, owner_uid
 from agentcg.statefile import write_atomic
 from agentcg.stopping import Stop
 from agentcg.vocab import DEFAULT_PRIORITY, MIB, PRIORITIES
@@ -39,7 +39,7 @@ LEARNED_FILE = "budgets-learned.json"  # in the state directory: the peaks the b
 CHOICES = {"memory_policy": mechanisms.MEMORY_CHOICES, "cpu_scheduler": mechanisms.CPU_CHOICES,
            "exec_tracer": mechanisms.TRACER_CHOICES}
 LADDER_KEYS = {"reserve_mib", "runaway_factor", "stall_frac", "freeze_after_s", "kill_after_s"}
-WORKLOAD_KEYS = {"name", "priority", "agent_min_mib", "memory_max_mib"}
+WORKLOAD_KEYS = {"name", "priority", "agent_min_mib", "memory_max_mib", "owner"}
 
 
 @dataclass
@@ -49,6 +49,7 @@ class DaemonConfig:
     interval_ms: float = 50
     event_log: Path | None = None
     metrics_socket: bool = True
+    exec_socket: Path | None = execsock.DEFAULT_SOCKET  # for agents that are not root (agentcg.execsock)
     metrics_port: int = 0
     budgets: Path = DEFAULT_FILE
     ladder: ladder.LadderConfig = field(default_factory=ladder.LadderConfig)
@@ -78,7 +79,7 @@ def load_config(path: Path | None) -> DaemonConfig:
     def absolute(key: str):
         def convert(raw) -> Path | None:
             if raw is None or raw == "":
-                if key in ("event_log", "bpf_dir"):
+                if key in ("event_log", "bpf_dir", "exec_socket"):
                     return None
                 raise ValueError("must be a path")
             if not isinstance(raw, str) or "\0" in raw or not raw.startswith("/"):
@@ -114,7 +115,7 @@ def load_config(path: Path | None) -> DaemonConfig:
     return config.build(DaemonConfig, config.read_mapping(path, ConfigError), {
         "root": absolute("root"), "state": absolute("state"), "interval_ms": interval,
         "event_log": absolute("event_log"), "metrics_port": port, "metrics_socket": flag("metrics_socket"),
-        "budgets": absolute("budgets"),
+        "budgets": absolute("budgets"), "exec_socket": absolute("exec_socket"),
         "ladder": ladder_config, "workloads": lambda raw: _workloads(raw, where),
         "memory_policy": choice("memory_policy"), "cpu_scheduler": choice("cpu_scheduler"),
         "exec_tracer": choice("exec_tracer"), "bpf_dir": absolute("bpf_dir")}, where, ConfigError)
@@ -138,6 +139,11 @@ def _workloads(raw, where: str) -> list[dict]:
         for key in ("agent_min_mib", "memory_max_mib"):
             if key in w:
                 config.number(w[key], key, f"{where}: workload {w['name']}")
+        if "owner" in w:
+            try:
+                w["owner"] = owner_uid(w["owner"])
+            except LayoutError as e:
+                raise ConfigError(f"{where}: workload {w['name']}: {e}") from None
     return list(raw or [])
 
 
@@ -153,19 +159,24 @@ def write_state(ctl: Controller, state_dir: Path, mech: mechanisms.Mechanisms | 
     return status
 
 
-def serve_metrics(cfg: DaemonConfig, snapshot: metrics.Snapshot) -> list:
-    """The metrics endpoints the config asks for; one ConfigError (nothing left bound) when one cannot be."""
-    servers = []
+def bind_sockets(cfg: DaemonConfig, snapshot: metrics.Snapshot) -> tuple[list, object | None]:
+    """The metrics endpoints and the tool-call socket the config asks for, bound before anything is made (the
+    tool-call socket answers "starting" until it is given its service); one ConfigError, with nothing left
+    bound, when one cannot be. (every server, the tool-call server or None)"""
+    servers, calls = [], None
     try:
         if cfg.metrics_socket:
             servers.append(metrics.serve(snapshot.get, socket_path=cfg.state / "metrics.sock"))
         if cfg.metrics_port:
             servers.append(metrics.serve(snapshot.get, cfg.metrics_port))
-    except metrics.MetricsError as e:
+        if cfg.exec_socket:
+            calls = execsock.serve(None, cfg.exec_socket)
+            servers.append(calls)
+    except (metrics.MetricsError, execsock.ExecSocketError) as e:
         for server in servers:
-            metrics.stop(server)
+            sockets.stop(server)
         raise ConfigError(str(e)) from None
-    return servers
+    return servers, calls
 
 
 def own_cgroup() -> Path:
@@ -212,7 +223,8 @@ def build(cfg: DaemonConfig) -> tuple[Controller, mechanisms.Mechanisms]:
                 continue
             layout.create_workload(w["name"], w.get("priority", "normal"),
                                    int(w.get("agent_min_mib", 0) * MIB),
-                                   int(w["memory_max_mib"] * MIB) if "memory_max_mib" in w else None)
+                                   int(w["memory_max_mib"] * MIB) if "memory_max_mib" in w else None,
+                                   owner=w.get("owner"))
             made.append(w["name"])
         mech = mechanisms.start(cfg.memory_policy, cfg.cpu_scheduler, cfg.exec_tracer, layout.root,
                                 cfg.ladder.reserve_bytes)
@@ -247,13 +259,15 @@ def run(cfg: DaemonConfig, stop: Stop | None = None) -> None:
         signal.signal(signal.SIGINT, on_signal)
     snapshot = metrics.Snapshot()
     cfg.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-    servers = serve_metrics(cfg, snapshot)  # first: a port that is taken stops the start before anything is made
+    servers, calls = bind_sockets(cfg, snapshot)  # first: a port that is taken stops the start before anything is made
     try:
         ctl, mech = build(cfg)
     except BaseException:
         for server in servers:
-            metrics.stop(server)
+            sockets.stop(server)
         raise
+    if calls is not None:
+        calls.service = execsock.Service(ctl.layout, ctl.budgets, ctl.log)
     started = True
     last_state = [0.0]
 
@@ -269,5 +283,5 @@ def run(cfg: DaemonConfig, stop: Stop | None = None) -> None:
         mech.close()
         write_state(ctl, cfg.state, mech)
         for server in servers:
-            metrics.stop(server)
+            sockets.stop(server)
         ctl.log.emit(event="daemon_stopped")

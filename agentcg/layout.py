@@ -53,6 +53,26 @@ class ToolCallMeta:
     pid: int | None = None
     killed_reason: str | None = None
     launcher: str = "exec"  # who started it: "exec" (removes its own cgroup) or "tracer" (the controller does)
+    waiter: int | None = None  # unprivileged `agentcg exec`: the process that may end the call (agentcg.execsock)
+
+
+def owner_uid(owner) -> int:
+    """A workload owner as a uid: a user name, or a uid (a number or its digits)."""
+    import pwd
+    if isinstance(owner, int) and not isinstance(owner, bool):
+        uid = owner
+    elif isinstance(owner, str) and owner.isdigit() and len(owner) < 11:
+        uid = int(owner)
+    elif isinstance(owner, str) and NAME_RX.fullmatch(owner):
+        try:
+            uid = pwd.getpwnam(owner).pw_uid
+        except KeyError:
+            raise LayoutError(f"no user {owner!r}") from None
+    else:
+        raise LayoutError(f"owner must be a user name or uid, not {owner!r}")
+    if not 0 <= uid < 2**32 - 1:
+        raise LayoutError(f"owner uid {uid} is out of range")
+    return uid
 
 
 def check_name(name: str, what: str = "workload") -> str:
@@ -92,7 +112,7 @@ class Layout:
         return [name for name in Cgroup(self.root).child_names() if os.path.isdir(self.root / name / "agent")]
 
     def create_workload(self, name: str, priority: str = "normal", agent_min: int = 0,
-                        memory_max: int | None = None) -> Cgroup:
+                        memory_max: int | None = None, owner: int | None = None) -> Cgroup:
         """Create the workload's nodes; a failure part-way removes what was made."""
         check_name(name)
         if priority not in PRIORITIES:
@@ -115,11 +135,19 @@ class Layout:
             tools.enable(*CONTROLLERS)
             (self.state / name).mkdir(mode=0o700, exist_ok=True)
             (self.state / name / "workload.json").write_text(json.dumps({"priority": priority,
-                                                                         "agent_min": agent_min}))
+                                                                         "agent_min": agent_min, "owner": owner}))
         except (OSError, CgroupError) as e:
             wl.destroy()
             raise LayoutError(f"could not create workload {name!r}: {e}")
         return wl
+
+    def owner(self, name: str) -> int | None:
+        """The uid whose unprivileged `agentcg exec` may start calls in the workload (None: root only)."""
+        try:
+            owner = json.loads((self.state / name / "workload.json").read_text()).get("owner")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return owner if isinstance(owner, int) and not isinstance(owner, bool) and owner >= 0 else None
 
     def priority(self, name: str) -> str:
         try:

@@ -15,8 +15,6 @@ workloads, calls and usage. A port or path that cannot be bound is one MetricsEr
 """
 from __future__ import annotations
 
-import os
-import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -24,6 +22,8 @@ from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from agentcg import sockets
 
 CALL_LABELS = ["workload", "call", "class", "stage"]
 
@@ -105,40 +105,18 @@ class _TCPServer(HTTPServer):
     allow_reuse_address = True
 
 
-class _UnixServer(socketserver.UnixStreamServer):
-    def get_request(self):
-        conn, _ = self.socket.accept()
-        return conn, ("unix", 0)  # http.server wants a (host, port) client address
-
-
 def serve(status: Callable[[], dict], port: int | None = None, addr: str = "127.0.0.1",
           socket_path: Path | None = None):
     """Serve /metrics from a thread, on a root-only Unix socket (socket_path) or on addr:port; the server (call
     .shutdown() to stop, .server_close() to release it)."""
     try:
-        if socket_path is not None:
-            socket_path = Path(socket_path)
-            if socket_path.is_socket():
-                socket_path.unlink()  # ours, left by a daemon that was killed
-            old = os.umask(0o177)
-            try:
-                server = _UnixServer(str(socket_path), _Handler)
-            finally:
-                os.umask(old)
-            os.chmod(socket_path, 0o600)
-        else:
-            server = _TCPServer((addr, port), _Handler)
+        server = sockets.bind_unix(socket_path, _Handler, 0o600) if socket_path is not None \
+            else _TCPServer((addr, port), _Handler)
     except OSError as e:
         where = socket_path or f"{addr}:{port}"
         raise MetricsError(f"cannot serve metrics on {where}: {e.strerror or e}") from None
     server.status = status
-    threading.Thread(target=server.serve_forever, name="agentcg-metrics", daemon=True).start()
-    return server
+    return sockets.start(server, "agentcg-metrics")
 
 
-def stop(server) -> None:
-    server.shutdown()
-    server.server_close()
-    path = server.server_address
-    if isinstance(path, str) and Path(path).is_socket():
-        Path(path).unlink()
+stop = sockets.stop

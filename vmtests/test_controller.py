@@ -24,6 +24,7 @@ from agentcg.enforce import sched
 from agentcg.enforce.memcg_bpf import BPFFS
 from agentcg.harness import slowness
 from agentcg.layout import TOOL_OOM_SCORE_ADJ, Layout
+from agentcg.paths import IMPORT_ROOT
 
 MIB = 1 << 20
 DECLARED = set(json.loads(os.environ.get("AGENTCG_DECLARED", "null")) or [])  # what the kernel declares
@@ -410,7 +411,7 @@ def daemon_running(cg, tmp_path, config: str, start_in: Cgroup | None = None, wa
     import signal
     root, state = cg.path / "agentcg", tmp_path / "state"
     path = tmp_path / "agentcg.yaml"
-    path.write_text(f"root: {root}\nstate: {state}\n{config}")
+    path.write_text(f"root: {root}\nstate: {state}\nexec_socket: {tmp_path / 'agentcg.sock'}\n{config}")
     argv = [sys.executable, "-m", "agentcg", "daemon", "--config", str(path)]
     kw = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     daemon = start_in.spawn(argv, **kw) if start_in else subprocess.Popen(argv, **kw)
@@ -555,7 +556,7 @@ def test_a_daemon_killed_mid_throttle_and_mid_freeze_is_recovered_by_the_next(cg
     config = f"interval_ms: 50\nmemory_policy: {memory_policy}\ncpu_scheduler: weights\nworkloads: [{{name: w1}}]\n"
     root, state = cg.path / "agentcg", tmp_path / "state"
     path = tmp_path / "agentcg.yaml"
-    path.write_text(f"root: {root}\nstate: {state}\n{config}")
+    path.write_text(f"root: {root}\nstate: {state}\nexec_socket: {tmp_path / 'agentcg.sock'}\n{config}")
     first = subprocess.Popen([sys.executable, "-m", "agentcg", "daemon", "--config", str(path)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -597,3 +598,38 @@ def test_a_daemon_killed_mid_throttle_and_mid_freeze_is_recovered_by_the_next(cg
         for p in held:
             p.kill()
             reap(p)
+
+
+def _as_user(uid: int, leaf: Path, *argv: str) -> subprocess.CompletedProcess:
+    """argv as `uid` (no groups), started inside the cgroup `leaf`, with the system Python (the agent's user may
+    not reach the checkout's virtualenv): how an agent that is not root runs `agentcg exec`."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(IMPORT_ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = Cgroup(leaf).spawn(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd="/")
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+# An agent that is not root starts its tool calls through the daemon's socket: the command runs as the agent's
+# uid, in a new call cgroup of its own workload, removed afterwards. Another uid cannot use that workload, and a
+# tool call cannot start a fresh call from inside its own (which would escape its throttle or freeze).
+@pytest.mark.skipif(not Path("/usr/bin/setpriv").exists(), reason="needs setpriv (util-linux)")
+def test_an_unprivileged_agent_runs_its_tool_calls_through_the_daemon_as_itself(cg, tmp_path):
+    config = ("metrics_socket: false\ninterval_ms: 50\nmemory_policy: user\ncpu_scheduler: weights\n"
+              "workloads: [{name: w1, owner: 65534}, {name: w2, owner: 65533}]\n")
+    with daemon_running(cg, tmp_path, config) as (_, root, state):
+        exec_ = ["/usr/bin/python3", "-m", "agentcg.execclient", "--socket", str(tmp_path / "agentcg.sock"),
+                 "--workload"]
+        leaf = root / "w1" / "agent"
+        ran = _as_user(65534, leaf, *exec_, "w1", "--", "sh", "-c", "id -u; cat /proc/self/cgroup")
+        assert ran.returncode == 0, ran.stderr
+        uid, where = ran.stdout.split()
+        assert uid == "65534" and "/w1/tools/call-" in where, ran.stdout
+        assert Layout(root, state).calls("w1") == [], "the call is removed once it ended"
+        refused = _as_user(65533, leaf, *exec_, "w1", "--", "true")
+        assert refused.returncode == 2 and "is not yours" in refused.stderr, refused.stderr
+        assert refused.stderr.count("agentcg: error:") == 1 and "Traceback" not in refused.stderr
+        nested = _as_user(65534, leaf, *exec_, "w1", "--", *exec_, "w1", "--", "true")
+        assert nested.returncode == 2 and "agent leaf may start" in nested.stderr, nested.stderr
+        elsewhere = _as_user(65534, root / "w2" / "agent", *exec_, "w1", "--", "true")
+        assert elsewhere.returncode == 2 and "agent leaf may start" in elsewhere.stderr, elsewhere.stderr

@@ -13,11 +13,11 @@ import click
 from agentcg.budgets import DEFAULT_FILE, BudgetError, Budgets
 from agentcg.budgets import load_config as load_budgets
 from agentcg.cgroup import CgroupError
+from agentcg.classify import CATEGORIES
 from agentcg.cli.errors import fail
-from agentcg.layout import DEFAULT_ROOT, DEFAULT_STATE, TOOL_OOM_SCORE_ADJ, Layout, LayoutError
+from agentcg.execclient import KILLED_EXIT
+from agentcg.layout import DEFAULT_ROOT, DEFAULT_STATE, TOOL_OOM_SCORE_ADJ, Layout, LayoutError, owner_uid
 from agentcg.vocab import MIB, PRIORITIES
-
-KILLED_EXIT = 137
 
 
 def _root_only() -> None:
@@ -42,13 +42,20 @@ def workload():
 @click.option("--agent-min-mib", type=click.IntRange(min=0), default=0, help="memory.min of the agent leaf")
 @click.option("--memory-max-mib", type=click.IntRange(min=1), default=None, help="memory.max of the workload")
 @click.option("--agent-pid", type=int, default=None, help="move this process into the agent leaf")
+@click.option("--owner", default=None, help="user (name or uid) whose `agentcg exec` may start tool calls here "
+                                             "through the daemon (default: root only)")
 @root_opt
 @state_opt
-def workload_create(name, priority, agent_min_mib, memory_max_mib, agent_pid, root, state):
+def workload_create(name, priority, agent_min_mib, memory_max_mib, agent_pid, owner, root, state):
     _root_only()
     layout = Layout(root, state)
     try:
-        layout.create_workload(name, priority, agent_min_mib * MIB, memory_max_mib * MIB if memory_max_mib else None)
+        uid = owner_uid(owner) if owner is not None else None
+    except LayoutError as e:
+        fail(str(e))
+    try:
+        layout.create_workload(name, priority, agent_min_mib * MIB, memory_max_mib * MIB if memory_max_mib else None,
+                               owner=uid)
         if agent_pid:
             layout.move_agent(name, agent_pid)
     except (LayoutError, CgroupError, OSError) as e:
@@ -85,13 +92,23 @@ def workload_list(root, state):
 @click.option("--budgets", "budgets_file", type=click.Path(path_type=Path), default=DEFAULT_FILE)
 @root_opt
 @state_opt
+@click.option("--socket", "socket_path", type=click.Path(path_type=Path), default=None,
+              help="the daemon's tool-call socket, for callers that are not root [default: $AGENTCG_SOCKET, else "
+                   "/run/agentcg.sock]")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_cmd(wname, cls, budgets_file, root, state, cmd):
+def exec_cmd(wname, cls, budgets_file, root, state, socket_path, cmd):
     """Run CMD as one tool call of WORKLOAD, in its own cgroup, under the controller's graduated response.
 
-    Exits with CMD's status; if agentcg killed the call, prints "killed by agentcg: <reason>" and exits 137.
+    As root, agentcg makes the call itself; any other user asks the running daemon (agentcg.execsock) and CMD runs
+    as that user. Exits with CMD's status; if agentcg killed the call, prints "killed by agentcg: <reason>" and
+    exits 137.
     """
-    _root_only()
+    if os.geteuid() != 0:
+        from agentcg import execclient
+        if cls is not None and cls not in CATEGORIES:
+            fail(f"unknown class {cls!r}: one of {', '.join(CATEGORIES)}")
+        path = socket_path or Path(os.environ.get("AGENTCG_SOCKET") or execclient.DEFAULT_SOCKET)
+        sys.exit(execclient.run(path, wname, cls, list(cmd)))
     layout = Layout(root, state)
     try:
         budgets = Budgets(load_budgets(budgets_file))

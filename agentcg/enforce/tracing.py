@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 from agentcg.budgets import Budgets
-from agentcg.cgroup import ROOT as CGROUP_ROOT
 from agentcg.cgroup import cgroup_id
 from agentcg.controller import EventLog
 from agentcg.layout import Layout, LayoutError
 from agentcg.paths import IMPORT_ROOT
+from agentcg.procs import alive, cgroup_of, descends_from
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -60,34 +60,12 @@ def tracer_argv(leaves: list[str], backend: str | None = None) -> tuple[list[str
     return [SYSTEM_PYTHON, "-m", "agentcg.enforce.exec_tracer", *leaves], "bcc"
 
 
-def alive(pidfd: int) -> bool:
-    """A pidfd turns readable when its process exits."""
-    return not select.select([pidfd], [], [], 0)[0]
 
 
-def cgroup_of(pid: int) -> Path:
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        if line.startswith("0::"):
-            return CGROUP_ROOT / line[3:].lstrip("/")
-    raise FileNotFoundError(f"/proc/{pid}/cgroup has no cgroup v2 line")
 
 
-def parent_of(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2:].split()[1])  # after "pid (comm) state": the comm may hold anything
 
 
-def descends_from(pid: int, ancestor: int, depth: int = 64) -> bool:
-    try:
-        for _ in range(depth):
-            pid = parent_of(pid)
-            if pid == ancestor:
-                return True
-            if pid <= 1:
-                return False
-    except (OSError, ValueError, IndexError):
-        return False
-    return False
 
 
 def cmdline(pid: int) -> str:
