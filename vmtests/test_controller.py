@@ -633,3 +633,51 @@ def test_an_unprivileged_agent_runs_its_tool_calls_through_the_daemon_as_itself(
         assert nested.returncode == 2 and "agent leaf may start" in nested.stderr, nested.stderr
         elsewhere = _as_user(65534, root / "w2" / "agent", *exec_, "w1", "--", "true")
         assert elsewhere.returncode == 2 and "agent leaf may start" in elsewhere.stderr, elsewhere.stderr
+
+
+CHURN = """
+import sys
+from pathlib import Path
+from agentcg.execclient import run
+path, n = Path(sys.argv[1]), int(sys.argv[2])
+failed = sum(run(path, "w1", "git", ["true"]) != 0 for _ in range(n))
+print(failed)
+"""
+
+
+def _fds(pid: int) -> dict[str, int]:
+    """Open descriptors of a process and its children, by kind (files, sockets, BPF links and maps, ...)."""
+    kinds: dict[str, int] = {}
+    pids = [pid] + [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+                    for c in (t / "children").read_text().split()]
+    for p in pids:
+        for fd in Path(f"/proc/{p}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            kind = target.split(":", 1)[0] if ":" in target and not target.startswith("/") else "file"
+            kind = target if target.startswith("anon_inode:") else kind
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+# 1,000 tool calls started and ended through the daemon leave nothing behind: no call cgroup, no state file, no
+# descriptor of the daemon or its loaders (BPF links and maps included, where the in-kernel policy runs).
+@pytest.mark.skipif(not Path("/usr/bin/setpriv").exists(), reason="needs setpriv (util-linux)")
+def test_a_thousand_tool_calls_leak_nothing(cg, tmp_path):
+    config = "metrics_socket: false\ninterval_ms: 50\ncpu_scheduler: weights\nworkloads: [{name: w1, owner: 65534}]\n"
+    with daemon_running(cg, tmp_path, config) as (daemon, root, state):
+        time.sleep(1)  # the first ticks open what every tick keeps open
+        before = _fds(daemon.pid)
+        ran = _as_user(65534, root / "w1" / "agent", "/usr/bin/python3", "-c", CHURN, str(tmp_path / "agentcg.sock"),
+                       "1000")
+        assert ran.returncode == 0 and ran.stdout.strip() == "0", (ran.stdout, ran.stderr[-2000:])
+        deadline = time.monotonic() + 10
+        while Layout(root, state).calls("w1") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)  # a tick or two to forget what it kept for the calls
+        assert Layout(root, state).calls("w1") == []
+        assert sorted(p.name for p in (state / "w1").iterdir()) == ["workload.json"]
+        after = _fds(daemon.pid)
+        assert after == before, (before, after)
