@@ -391,11 +391,13 @@ def test_a_child_forked_before_the_move_follows_its_parent_into_the_call(agentcg
         assert Path(f"/proc/{child}/cgroup").read_text().strip().endswith("/w1/agent")
         reader = threading.Thread(target=tracer.run, args=(stop,), daemon=True)
         reader.start()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and "/tools/call-" not in Path(f"/proc/{tool.pid}/cgroup").read_text():
+        deadline = time.monotonic() + 20  # the parent is moved first, its child a moment after
+        while time.monotonic() < deadline:
+            parent_at = Path(f"/proc/{tool.pid}/cgroup").read_text().strip()
+            child_at = Path(f"/proc/{child}/cgroup").read_text().strip()
+            if "/tools/call-" in parent_at and child_at == parent_at:
+                break
             time.sleep(0.05)
-        parent_at = Path(f"/proc/{tool.pid}/cgroup").read_text().strip()
-        child_at = Path(f"/proc/{child}/cgroup").read_text().strip()
         assert "/w1/tools/call-" in parent_at and child_at == parent_at, (parent_at, child_at)
         tool.stdin.write("done\n")
         tool.stdin.flush()
@@ -405,13 +407,14 @@ def test_a_child_forked_before_the_move_follows_its_parent_into_the_call(agentcg
 
 
 @contextlib.contextmanager
-def daemon_running(cg, tmp_path, config: str, start_in: Cgroup | None = None, wait_s: float = 60):
+def daemon_running(cg, tmp_path, config: str, start_in: Cgroup | None = None, wait_s: float = 60,
+                   exec_socket: Path | None = None):
     """`agentcg daemon` with `config` (root and state filled in) until its status file is there; stopped with
     SIGTERM afterwards, which must exit 0, and its tree removed. Yields (process, root, state)."""
     import signal
     root, state = cg.path / "agentcg", tmp_path / "state"
     path = tmp_path / "agentcg.yaml"
-    path.write_text(f"root: {root}\nstate: {state}\nexec_socket: {tmp_path / 'agentcg.sock'}\n{config}")
+    path.write_text(f"root: {root}\nstate: {state}\nexec_socket: {exec_socket or tmp_path / 'agentcg.sock'}\n{config}")
     argv = [sys.executable, "-m", "agentcg", "daemon", "--config", str(path)]
     kw = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     daemon = start_in.spawn(argv, **kw) if start_in else subprocess.Popen(argv, **kw)
@@ -575,6 +578,7 @@ def test_a_daemon_killed_mid_throttle_and_mid_freeze_is_recovered_by_the_next(cg
     Cgroup(tools.path / "call-frozen").freeze(True)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
+    (state / "status.json").unlink()  # so that the next daemon is waited for: it writes it just before its first tick
     try:
         with daemon_running(cg, tmp_path, config) as (_, _, _):
             started = time.monotonic()
@@ -617,9 +621,9 @@ def _as_user(uid: int, leaf: Path, *argv: str) -> subprocess.CompletedProcess:
 def test_an_unprivileged_agent_runs_its_tool_calls_through_the_daemon_as_itself(cg, tmp_path):
     config = ("metrics_socket: false\ninterval_ms: 50\nmemory_policy: user\ncpu_scheduler: weights\n"
               "workloads: [{name: w1, owner: 65534}, {name: w2, owner: 65533}]\n")
-    with daemon_running(cg, tmp_path, config) as (_, root, state):
-        exec_ = ["/usr/bin/python3", "-m", "agentcg.execclient", "--socket", str(tmp_path / "agentcg.sock"),
-                 "--workload"]
+    sock = Path("/run") / f"agentcg-{tmp_path.name}.sock"  # the agent's user must reach it (not so tmp_path)
+    with daemon_running(cg, tmp_path, config, exec_socket=sock) as (_, root, state):
+        exec_ = ["/usr/bin/python3", "-m", "agentcg.execclient", "--socket", str(sock), "--workload"]
         leaf = root / "w1" / "agent"
         ran = _as_user(65534, leaf, *exec_, "w1", "--", "sh", "-c", "id -u; cat /proc/self/cgroup")
         assert ran.returncode == 0, ran.stderr
@@ -647,10 +651,16 @@ print(failed)
 
 def _fds(pid: int) -> dict[str, int]:
     """Open descriptors of a process and its children, by kind (files, sockets, BPF links and maps, ...)."""
+    from agentcg.procs import parent_of
     kinds: dict[str, int] = {}
-    pids = [pid] + [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
-                    for c in (t / "children").read_text().split()]
-    for p in pids:
+    children = []
+    for entry in Path("/proc").iterdir():  # not /proc/PID/task/TID/children: a kernel may not have it
+        try:
+            if entry.name.isdigit() and parent_of(int(entry.name)) == pid:
+                children.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    for p in [pid] + children:
         for fd in Path(f"/proc/{p}/fd").iterdir():
             try:
                 target = os.readlink(fd)
@@ -667,11 +677,11 @@ def _fds(pid: int) -> dict[str, int]:
 @pytest.mark.skipif(not Path("/usr/bin/setpriv").exists(), reason="needs setpriv (util-linux)")
 def test_a_thousand_tool_calls_leak_nothing(cg, tmp_path):
     config = "metrics_socket: false\ninterval_ms: 50\ncpu_scheduler: weights\nworkloads: [{name: w1, owner: 65534}]\n"
-    with daemon_running(cg, tmp_path, config) as (daemon, root, state):
+    sock = Path("/run") / f"agentcg-{tmp_path.name}.sock"  # the agent's user must reach it (not so tmp_path)
+    with daemon_running(cg, tmp_path, config, exec_socket=sock) as (daemon, root, state):
         time.sleep(1)  # the first ticks open what every tick keeps open
         before = _fds(daemon.pid)
-        ran = _as_user(65534, root / "w1" / "agent", "/usr/bin/python3", "-c", CHURN, str(tmp_path / "agentcg.sock"),
-                       "1000")
+        ran = _as_user(65534, root / "w1" / "agent", "/usr/bin/python3", "-c", CHURN, str(sock), "1000")
         assert ran.returncode == 0 and ran.stdout.strip() == "0", (ran.stdout, ran.stderr[-2000:])
         deadline = time.monotonic() + 10
         while Layout(root, state).calls("w1") and time.monotonic() < deadline:

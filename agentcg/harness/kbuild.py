@@ -42,6 +42,13 @@ class BuildSpec:
 
     @classmethod
     def from_entry(cls, name: str, entry: dict, repo: Path) -> "BuildSpec":
+        try:
+            return cls._from_entry(name, entry, repo)
+        except OSError as e:  # a path the file system refuses (too long, not a directory, ...)
+            raise BuildError(f"kernel {name}: {e.strerror or e}: {e.filename or ''}") from None
+
+    @classmethod
+    def _from_entry(cls, name: str, entry: dict, repo: Path) -> "BuildSpec":
         source = entry.get("source")
         if not isinstance(source, dict) or source.get("kind") not in ("debian-source", "git"):
             raise BuildError(f"kernel {name}: source needs kind: debian-source or git")
