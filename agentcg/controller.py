@@ -192,7 +192,7 @@ class Controller:
         state = self.agents.get(wname)
         if state is None:  # an agent an earlier controller left waiting waits (and is released) as before
             state = self.agents[wname] = AgentState(
-                waiting=self.files.read(f"{wl.path}/agent/memory.high").strip() != "max")
+                waiting=(wl.path / "agent" / "memory.high").read_text().strip() != "max")  # read once: not cached
         if not state.waiting and headroom >= 2 * ladder.reserve_for(self.cfg.reserve_bytes, priority):
             state.usage = None
             return None
@@ -356,9 +356,9 @@ class Controller:
         mid-throttle or mid-freeze: only agentcg writes these files in its tree). It resumes there, so the
         ladder thaws or releases it as soon as there is room, instead of leaving it frozen for good."""
         try:
-            if self.files.read(f"{cg.path}/cgroup.freeze").strip() == "1":
+            if cg.read("cgroup.freeze").strip() == "1":  # read once per call: not kept open in the FileCache
                 stage = "frozen"
-            elif self.files.read(f"{cg.path}/memory.high").strip() != "max":
+            elif cg.read("memory.high").strip() != "max":
                 stage = "throttled"
             else:
                 return "running"

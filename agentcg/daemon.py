@@ -31,10 +31,12 @@ from agentcg.cgroup import ROOT as CGROUP_ROOT
 from agentcg.config import ConfigError
 from agentcg.controller import Controller, EventLog
 from agentcg.layout import DEFAULT_ROOT, DEFAULT_STATE, Layout, LayoutError, check_name, owner_uid
+from agentcg.procs import cgroup_of
 from agentcg.statefile import write_atomic
 from agentcg.stopping import Stop
 from agentcg.vocab import DEFAULT_PRIORITY, MIB, PRIORITIES
 
+_written: dict[Path, str] = {}  # the learned budgets last written, per state directory
 LEARNED_FILE = "budgets-learned.json"  # in the state directory: the peaks the budgets learned, across restarts
 CHOICES = {"memory_policy": mechanisms.MEMORY_CHOICES, "cpu_scheduler": mechanisms.CPU_CHOICES,
            "exec_tracer": mechanisms.TRACER_CHOICES}
@@ -153,9 +155,10 @@ def write_state(ctl: Controller, state_dir: Path, mech: mechanisms.Mechanisms | 
     if mech is not None:
         status["mechanisms"] = mech.summary()
     write_atomic(state_dir / "status.json", json.dumps(status))
-    learned = ctl.budgets.learned()
-    if learned:
-        write_atomic(state_dir / LEARNED_FILE, json.dumps(learned))
+    learned = json.dumps(ctl.budgets.learned())
+    if learned not in ("{}", _written.get(state_dir)):  # a finished call changes it: most seconds nothing does
+        write_atomic(state_dir / LEARNED_FILE, learned)
+        _written[state_dir] = learned
     return status
 
 
@@ -181,10 +184,10 @@ def bind_sockets(cfg: DaemonConfig, snapshot: metrics.Snapshot) -> tuple[list, o
 
 def own_cgroup() -> Path:
     """This process's cgroup v2 directory."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        if line.startswith("0::"):
-            return CGROUP_ROOT / line[3:].lstrip("/")
-    raise ConfigError("this process is in no cgroup v2 hierarchy: agentcg needs cgroup v2")
+    try:
+        return cgroup_of(os.getpid())
+    except FileNotFoundError:
+        raise ConfigError("this process is in no cgroup v2 hierarchy: agentcg needs cgroup v2") from None
 
 
 def leave_parent_of(root: Path) -> Path | None:

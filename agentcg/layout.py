@@ -22,7 +22,7 @@ from pathlib import Path
 from agentcg.cgroup import Cgroup, CgroupError
 from agentcg.enforce.sched import CPU_WEIGHT, sched_class
 from agentcg.statefile import write_atomic
-from agentcg.vocab import PRIORITIES, PRIORITY
+from agentcg.vocab import DEFAULT_PRIORITY, PRIORITIES, PRIORITY
 
 DEFAULT_ROOT = Path("/sys/fs/cgroup/agentcg")
 DEFAULT_STATE = Path("/run/agentcg")
@@ -32,7 +32,7 @@ CONTROLLERS = ("memory", "cpu", "pids")
 # workload hangs.
 TOOL_OOM_SCORE_ADJ = 0
 def agent_oom_score_adj(priority: str) -> int:
-    return PRIORITY[priority if priority in PRIORITY else "normal"].agent_oom_score_adj
+    return PRIORITY[priority if priority in PRIORITY else DEFAULT_PRIORITY].agent_oom_score_adj
 
 
 NAME_RX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # the whole name (fullmatch: no trailing newline)
