@@ -49,7 +49,8 @@ class FileCache:
         if fd is None:
             fd = self._fds[key] = os.open(key, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            return os.pread(fd, 1 << 16, 0).decode()
+            data = os.pread(fd, 4096, 0)  # one page holds all but the longest (memory.stat): no 64 KiB buffer
+            return (data if len(data) < 4096 else os.pread(fd, 1 << 16, 0)).decode()
         except OSError as e:
             self._close(key)
             if e.errno in (errno.ENODEV, errno.ENOENT):  # the cgroup was removed after we opened its file

@@ -29,7 +29,7 @@ from typing import Callable
 
 from agentcg import ladder
 from agentcg.budgets import Budgets
-from agentcg.cgroup import Cgroup, FileCache, parse_keyed, parse_pressure
+from agentcg.cgroup import ROOT, Cgroup, FileCache, parse_keyed, parse_pressure
 from agentcg.enforce import sched
 from agentcg.layout import Layout
 
@@ -101,21 +101,27 @@ def workload_headroom(wl: Cgroup, available: int | None = None, memo: dict | Non
     host has available (agents often share a parent budget rather than having their own). Per tick, pass the
     host's `available` and one `memo` for all workloads: their shared ancestors are then read once."""
     available = host_available(read) if available is None else available
-    return _room(wl.path, available, {} if memo is None else memo, read)
+    return _room(str(wl.path), available, {} if memo is None else memo, read)
 
 
-def _room(path: Path, available: int, memo: dict, read: Callable[[Path], str]) -> int:
-    """What `path` and its ancestors still let be charged below it."""
+_ROOT = str(ROOT)
+
+
+def _room(path: str, available: int, memo: dict, read: Callable[[Path], str]) -> int:
+    """What `path` and its ancestors still let be charged below it (paths as strings: 20 times a second)."""
     if path in memo:
         return memo[path]
+    if path == _ROOT:  # the root cgroup has no memory.max: only the host limits (no failing open each tick)
+        memo[path] = available
+        return available
     try:
-        limit = int(read(path / "memory.max").replace("max", str(UNLIMITED)))
+        limit = int(read(path + "/memory.max").replace("max", str(UNLIMITED)))
     except FileNotFoundError:  # the root cgroup, or no memory controller: only the host limits
         memo[path] = available
         return available
-    room = _room(path.parent, available, memo, read)
+    room = _room(os.path.dirname(path), available, memo, read)
     if limit < UNLIMITED:
-        room = min(room, limit - int(read(path / "memory.current")))
+        room = min(room, limit - int(read(path + "/memory.current")))
     memo[path] = room
     return room
 
@@ -146,6 +152,7 @@ class Controller:
         self._metas: dict[Path, tuple] = {}  # call metadata: (file identity, parsed, when)
         self.ticks = 0
         self.decisions = 0
+        self.pause = interval  # until the next tick (ladder.next_tick)
 
     # ---- one pass ----------------------------------------------------------------------------------------
 
@@ -159,12 +166,13 @@ class Controller:
         read = self.files.read
         available, memo = host_available(read), {}
         workloads = self._workloads()
-        agents = []
+        agents, rooms = [], []
         for wname in workloads:
             _, wl, tools = self._wl[wname]
             try:
                 headroom = workload_headroom(wl, available, memo, read)
                 priority = self._workload_priority(wname)
+                rooms.append((headroom, priority))
                 if wname not in self.tracked_workloads:
                     self._track_workload(wname, wl)
                 agent = self._agent_view(wname, wl, headroom, priority, now)
@@ -180,6 +188,9 @@ class Controller:
                         raise
                     self._drop_call(wname, cg.name)
         self._take_turns(agents)
+        settled = self.turn is None and not any(a.waiting for a in self.agents.values()) \
+            and not any(c.stage in ("throttled", "frozen") for c in self.calls.values())
+        self.pause = ladder.next_tick(rooms, settled, self.interval, self.cfg)
 
     # ---- the agents' turn (agentcg.ladder.agent_turns) -----------------------------------------------------
 
@@ -241,7 +252,12 @@ class Controller:
         """The workload's call cgroups still to watch. Calls gone since the last tick (removed by their launcher
         before a tick saw them empty) are dropped; finished ones wait, unwatched, for their launcher to remove
         them (observed again, they would be started and finished twice)."""
-        listed = dict(tools.child_ids())
+        # most ticks find no call at all (an agent thinking): one read of cgroup.stat instead of a directory listing
+        try:
+            idle = self.files.read(f"{tools.path}/cgroup.stat").startswith("nr_descendants 0\n")  # its first line
+        except FileNotFoundError:
+            idle = False  # removed (child_ids then lists nothing), or not a cgroup file system
+        listed = {} if idle else dict(tools.child_ids())
         for (w, name), entry in list(self._call_cgs.items()):
             if w == wname and listed.get(name) != entry.cgid:
                 self._drop_call(wname, name)
@@ -490,7 +506,7 @@ class Controller:
                 self.log.emit(event="controller_error", error=f"{type(e).__name__}: {e}")
             if on_tick:
                 on_tick(self)
-            self._wait(stop, max(0.0, self.interval - (time.monotonic() - started)))
+            self._wait(stop, max(0.0, self.pause - (time.monotonic() - started)))
         self.files.close()
 
     def status(self) -> dict:

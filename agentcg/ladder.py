@@ -41,11 +41,15 @@ class LadderConfig:
     freeze_after_s: float = 1.0
     kill_after_s: float = 3.0
     growing_s: float = 0.2          # an agent whose usage rose within this long is growing
+    burst_bytes_per_s: float = 3e9  # the fastest a tool call grows (measured bursts: up to 3 GB/s)
+    calm_tick_s: float = 0.25       # the longest the controller sleeps while nothing can need it
 
     def __post_init__(self):
         if self.reserve_bytes < 0 or self.runaway_factor < 1 or not 0 < self.stall_frac <= 1 \
-                or self.freeze_after_s < 0 or self.kill_after_s < 0 or self.growing_s < 0:
-            raise ValueError("ladder: reserve >= 0, runaway_factor >= 1, 0 < stall_frac <= 1, times >= 0")
+                or self.freeze_after_s < 0 or self.kill_after_s < 0 or self.growing_s < 0 \
+                or not self.burst_bytes_per_s > 0 or self.calm_tick_s < 0:
+            raise ValueError("ladder: reserve >= 0, runaway_factor >= 1, 0 < stall_frac <= 1, burst rate > 0, "
+                             "times >= 0")
 
 
 # Priorities between workloads: a low-priority workload's calls are throttled while more headroom remains (and
@@ -124,6 +128,19 @@ def can_act(stage: str, headroom: int, priority: str, cfg: LadderConfig) -> bool
     with at least twice its reserve free. The controller then skips observing the call (under TCG its 20 Hz
     reads of every call's files cost the agents 2.6x their allocation latency)."""
     return stage != "running" or headroom < 2 * reserve_for(cfg.reserve_bytes, priority)
+
+
+def next_tick(rooms: list[tuple[int, str]], settled: bool, tick_s: float, cfg: LadderConfig) -> float:
+    """How long the controller may sleep before its next look. rooms: (headroom, priority) of every workload;
+    settled: no call throttled or frozen and no agent waiting or holding the turn (those need every tick).
+    While a workload is far from where the ladder acts (twice its reserve), even the fastest burst
+    (`burst_bytes_per_s`) needs time to get there: the controller sleeps that long, at most `calm_tick_s`, never
+    less than `tick_s`. What it would do in between is nothing (can_act is false for every call): its reads of
+    every workload 20 times a second cost the agents CPU (under TCG, 8 ms per tick for three workloads)."""
+    if not settled or not rooms:
+        return tick_s if not settled else max(tick_s, cfg.calm_tick_s)
+    slack = min(room - 2 * reserve_for(cfg.reserve_bytes, priority) for room, priority in rooms)
+    return max(tick_s, min(cfg.calm_tick_s, slack / cfg.burst_bytes_per_s))
 
 
 def next_stage(stage: str, action: str) -> str:

@@ -42,5 +42,5 @@ def test_headroom_is_the_tightest_ancestor_limit(tmp_path):
     memo = {}
     assert workload_headroom(Cgroup(w1), 10_000, memo) == 100
     assert workload_headroom(Cgroup(w2), 10_000, memo) == 40
-    assert memo[parent] == 100, "the shared parent is read once per tick"
+    assert memo[str(parent)] == 100, "the shared parent is read once per tick"
     assert workload_headroom(Cgroup(w1), 30) == 30, "the host has less than the limits allow"

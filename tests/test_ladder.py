@@ -168,3 +168,31 @@ def test_waiting_agents_go_on_when_the_shortage_is_over():
 def test_a_waiting_agent_that_creeps_on_takes_a_free_turn():
     turn, decisions = ladder.agent_turns([agent("a", waiting=True, idle_for=0.1)], None, TURN_CFG)
     assert turn == "a" and acts(decisions) == {"a": "release"}
+
+
+# ---- how long the controller sleeps between looks --------------------------------------------------------
+
+PACE = LadderConfig(reserve_bytes=64 * MIB, burst_bytes_per_s=1000 * MIB, calm_tick_s=0.25)
+
+
+def test_far_from_the_reserve_the_controller_sleeps_until_a_burst_could_get_there_at_most_calm_tick():
+    assert ladder.next_tick([(10_000 * MIB, "normal")], True, 0.05, PACE) == 0.25
+    # 228 MiB free, the ladder acts from 128 MiB: a 1000 MiB/s burst needs 0.1 s to get there
+    assert ladder.next_tick([(228 * MIB, "normal")], True, 0.05, PACE) == pytest.approx(0.1)
+
+
+def test_the_tightest_workload_sets_the_pace_and_its_priority_counts():
+    # a low-priority workload acts from 2 x 2 x 64 MiB: 300 MiB free leaves it 44 MiB, less than one tick
+    assert ladder.next_tick([(10_000 * MIB, "high"), (300 * MIB, "low")], True, 0.05, PACE) == 0.05
+    assert ladder.next_tick([(300 * MIB, "high")], True, 0.05, PACE) == pytest.approx((300 - 64) / 1000)
+
+
+def test_near_or_under_the_reserve_or_with_anything_throttled_frozen_or_waiting_every_tick_counts():
+    assert ladder.next_tick([(100 * MIB, "normal")], True, 0.05, PACE) == 0.05
+    assert ladder.next_tick([(10_000 * MIB, "normal")], False, 0.05, PACE) == 0.05
+
+
+def test_pace_never_goes_below_the_configured_tick_nor_above_it_when_calm_is_shorter():
+    assert ladder.next_tick([], True, 0.05, PACE) == 0.25
+    assert ladder.next_tick([(10_000 * MIB, "normal")], True, 0.5, PACE) == 0.5
+    assert ladder.next_tick([(10_000 * MIB, "normal")], True, 0.05, LadderConfig(calm_tick_s=0)) == 0.05

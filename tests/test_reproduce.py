@@ -29,6 +29,7 @@ def test_a_run_record():
     assert r["survived"] == ["high", "low1"] and r["killed"] == ["low2"] and not r["failed"]
     assert r["hp_completion_vs_alone"] == pytest.approx(1.1)
     assert r["hp_alloc_p50_ms"] == 7.0 and r["hp_alloc_p95_ms"] == 9.0 and r["hp_growths"] == 3
+    assert r["hp_alloc_max_ms"] == 9.0 and r["hp_growth_latencies_ms"] == [0.0, 5.0, 7.0, 9.0]
     assert r["total_completion_s"] is None, "not every process finished"
     assert r["throttle_events"] == 7
 
@@ -44,3 +45,13 @@ def test_summary_counts_survival_over_all_runs_and_medians_only_over_good_ones()
     assert s["hp_alloc_p95_ms"] == {"median": 5.0, "min": 4.0, "max": 6.0, "n": 2}, "the failed run is out"
     assert s["hp_completion_vs_alone"]["median"] == pytest.approx(1.1)
     assert s["throttle_events"]["n"] == 0
+
+
+def test_each_growth_gets_its_median_over_runs_only_when_the_runs_made_the_same_growths():
+    runs = [paper.run_record(result([agent("high", lat=lat)]), 10.0)
+            for lat in ([1.0, 10.0, 100.0], [3.0, 30.0, 300.0], [2.0, 20.0, 200.0])]
+    s = paper.summarize(runs, processes=1)
+    assert s["hp_growth_median_ms"] == [2.0, 20.0, 200.0]
+    assert s["hp_alloc_max_ms"] == {"median": 200.0, "min": 100.0, "max": 300.0, "n": 3}
+    short = paper.run_record(result([agent("high", lat=[1.0, 2.0])]), 10.0)
+    assert paper.summarize(runs + [short], processes=1)["hp_growth_median_ms"] is None

@@ -14,7 +14,7 @@ from agentcg.cgroup import Cgroup
 from agentcg.cli.errors import fail
 from agentcg.eval.bench import DENSITY_MEMORY_GIB, DENSITY_POLICIES, SWEEP_POLICIES, SWEEP_SHARES, density, sweep
 from agentcg.eval.registry import POLICIES, make_policy
-from agentcg.eval.reproduce import PAPER_POLICIES
+from agentcg.eval.reproduce import PAPER_POLICIES, PAPER_SCENARIOS
 from agentcg.harness import kernels
 from agentcg.workloads import engine
 from agentcg.workloads.engine import check_environment, run_scenario
@@ -155,12 +155,14 @@ def sweep_cmd(scenario, policies, shares, speed, mem_scale):
 @click.option("--kernel", default="agentcg-6.12", show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--policy", "policies", multiple=True, default=PAPER_POLICIES, show_default=True)
-def paper_cmd(kernel, repeats, policies):
+@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(PAPER_SCENARIOS), default=PAPER_SCENARIOS,
+              show_default=True)
+def paper_cmd(kernel, repeats, policies, scenarios):
     """The AgentCgroup paper's experiment (paper-tight, paper-moderate), REPEATS times per policy in one guest:
-    results/<kernel>/bench/paper.json and paper.png."""
+    results/<kernel>/bench/paper.json and paper.png (paper-<scenario>.* when only one scenario is run)."""
     from agentcg.eval import bench as bench_mod
     try:
-        click.echo(f"results: {bench_mod.paper(kernel, repeats, tuple(policies))}")
+        click.echo(f"results: {bench_mod.paper(kernel, repeats, tuple(policies), tuple(scenarios))}")
     except (kernels.KernelError, bench_mod.BenchError) as e:
         fail(str(e))
 
@@ -168,11 +170,14 @@ def paper_cmd(kernel, repeats, policies):
 @bench.command("paper-run")
 @click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--policy", "policies", multiple=True, default=PAPER_POLICIES, show_default=True)
-def paper_run_cmd(repeats, policies):
+@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(PAPER_SCENARIOS), default=PAPER_SCENARIOS,
+              show_default=True)
+def paper_run_cmd(repeats, policies, scenarios):
     """(In a guest: needs root and cgroup v2.) The paper's experiment; JSON on stdout, progress on stderr."""
     from agentcg.eval.reproduce import run_paper
     try:
-        data = run_paper(repeats, policies=tuple(policies), progress=lambda line: click.echo(line, err=True))
+        data = run_paper(repeats, scenarios=tuple(scenarios), policies=tuple(policies),
+                         progress=lambda line: click.echo(line, err=True))
     except (ReplayError, ScenarioError) as e:
         fail(str(e))
     click.echo(json.dumps(data, indent=1))

@@ -334,24 +334,28 @@ def in_guest(k, args: list[str], timeout_s: float = 3600) -> str:
     return (rwdir / "stdout").read_text()
 
 
-def paper(kernel: str, repeats: int, policies: tuple[str, ...]) -> Path:
+def paper(kernel: str, repeats: int, policies: tuple[str, ...], scenarios: tuple[str, ...] | None = None) -> Path:
     """The paper's experiment (agentcg.eval.paper) on KERNEL, `repeats` times, in one guest; writes
-    results/<kernel>/bench/paper.json and paper.png, returns the JSON's path."""
+    results/<kernel>/bench/paper.json and paper.png (paper-<scenario> for one scenario alone), returns the JSON's
+    path."""
     import json as _json
 
     from agentcg.eval.reproduce import PAPER_SCENARIOS
     from agentcg.harness import kernels
+    scenarios = tuple(scenarios or PAPER_SCENARIOS)
     k = kernels.resolve(kernel)
-    runs = repeats * len(PAPER_SCENARIOS) * (len(policies) + 1)
-    text = in_guest(k, ["paper-run", "--repeats", str(repeats), *[a for p in policies for a in ("--policy", p)]],
+    runs = repeats * len(scenarios) * (len(policies) + 1)
+    text = in_guest(k, ["paper-run", "--repeats", str(repeats), *[a for p in policies for a in ("--policy", p)],
+                        *[a for s in scenarios for a in ("--scenario", s)]],
                     timeout_s=600 + 180 * runs)
     data = _json.loads(text)
     data["kernel"] = k.name
     out = results_dir(k.slug) / "bench"
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "paper.json"
+    stem = "paper" if set(scenarios) == set(PAPER_SCENARIOS) else "-".join(scenarios)
+    path = out / f"{stem}.json"
     path.write_text(_json.dumps(data, indent=1))
-    paper_figure(data, out / "paper.png")
+    paper_figure(data, out / f"{stem}.png")
     return path
 
 

@@ -2,7 +2,7 @@
 (fixtures/scenarios/paper-*.yaml, the process model) under each policy, HIGH alone once per repeat, and per run
 the paper's metrics as its public code defines them (../shared/design/paper-evaluation.md): which processes
 completed, HIGH's completion against its time alone, HIGH's allocation latency per growth step (P50; the paper's
-P95: zeros dropped, element floor(0.95 n)), the total completion and the policy's throttle count. Summaries are
+P95: zeros dropped, element floor(0.95 n); the largest; and each growth's median over the runs), the total completion and the policy's throttle count. Summaries are
 medians with min and max; a run with replay errors is marked failed and enters no median.
 """
 from __future__ import annotations
@@ -34,7 +34,8 @@ def run_record(result, alone_s: float | None) -> dict:
         "hp_completion_s": high.completion_s, "hp_alone_s": alone_s,
         "hp_completion_vs_alone": round(high.completion_s / alone_s, 4) if high.completion_s and alone_s else None,
         "hp_alloc_p50_ms": percentile(lat, 50) if lat else None, "hp_alloc_p95_ms": paper_p95(lat) if lat else None,
-        "hp_growths": len(lat),
+        "hp_growths": len(lat), "hp_alloc_max_ms": max(lat) if lat else None,
+        "hp_growth_latencies_ms": list(high.growth_latencies_ms or []),
         "total_completion_s": max(done) if all(d is not None for d in done) else None,
         "throttle_events": sum(throttled) if throttled else None,
         "wall_s": result.wall_s,
@@ -60,8 +61,20 @@ def summarize(runs: list[dict], processes: int) -> dict:
         "all_survived_runs": sum(len(r["survived"]) == processes for r in runs),
         "hp_completion_vs_alone": over("hp_completion_vs_alone"), "hp_alloc_p50_ms": over("hp_alloc_p50_ms"),
         "hp_alloc_p95_ms": over("hp_alloc_p95_ms"), "total_completion_s": over("total_completion_s"),
-        "throttle_events": over("throttle_events"),
+        "throttle_events": over("throttle_events"), "hp_alloc_max_ms": over("hp_alloc_max_ms"),
+        "hp_growth_median_ms": per_growth(ok),
     }
+
+
+def per_growth(runs: list[dict]) -> list[float] | None:
+    """HIGH's latency of each growth step (in trace order), the median over runs: the paper's P95 over ~60
+    growths is one element (the 4th largest), so which growths a policy speeds up or slows down shows here.
+    None unless every run made the same growths."""
+    import statistics
+    lists = [r.get("hp_growth_latencies_ms") for r in runs]
+    if not lists or any(not x or len(x) != len(lists[0]) for x in lists):
+        return None
+    return [round(statistics.median(col), 3) for col in zip(*lists)]
 
 
 def run_paper(repeats: int, scenarios=PAPER_SCENARIOS, policies=PAPER_POLICIES, progress=None) -> dict:
