@@ -476,6 +476,31 @@ def test_static_policies_set_memory_max_per_agent_and_leave_oom_group_off(tmp_pa
     assert p.name == policy
 
 
+@pytest.mark.parametrize("policy, group", [("container", "0"), ("k8s", "1")])
+def test_platform_policies_split_the_budget_evenly_k8s_with_oom_group(tmp_path, policy, group):
+    (tmp_path / "memory.max").write_text(f"{300 * 4096 + 17}\n")
+    agents = [_agent_cgroups(tmp_path, n, peak=200 * 4096, average=10 * 4096) for n in ("a", "b", "c")]
+    p = make_policy(policy)
+    p.setup(agents)
+    for a in agents:
+        assert (a.top.path / "memory.max").read_text() == str(100 * 4096), "a third, whole pages"
+        assert (a.top.path / "memory.oom.group").read_text() == group
+    assert p.limit_of("b") == 100 * 4096 and p.name == policy
+
+
+def test_protect_only_protects_the_agents_and_runs_no_controller(tmp_path):
+    agent = _agent_cgroups(tmp_path, "a", peak=50 * 4096, average=12 * 4096)
+    (agent.agent.path / "cgroup.procs").write_text("")
+    (tmp_path / "memory.max").write_text("max\n")
+    p = make_policy("protect-only")
+    p.setup([agent])
+    try:
+        assert (agent.agent.path / "memory.min").read_text() == str(12 * 4096)
+        assert p.ctl is None and p.thread is None and p.name == "protect-only"
+    finally:
+        p.teardown()
+
+
 def test_no_policy_touches_nothing(tmp_path):
     agent = _agent_cgroups(tmp_path, "a", peak=10, average=5)
     p = make_policy("none")

@@ -74,3 +74,4 @@ def test_guest_that_finished_without_a_result_is_a_failure_not_a_pass():
 def test_progress_parsing():
     assert results.parse_progress("3 vmtests/test_x.py::test_y[a b]\n") == "vmtests/test_x.py::test_y[a b]"
     assert results.parse_progress("") is None and results.parse_progress(None) is None
+    assert results.parse_progress("3 vmtests/test_x.py::test_y\n250/1000 tool calls\n") == "vmtests/test_x.py::test_y"

@@ -6,6 +6,8 @@ is an agentcg workload and each replayed tool call a tool call. This policy prot
 priority's cpu.weight, and runs agentcg.controller in a thread with budgets and reserve scaled like the replay's
 memory. `agentcg-kernel` is the same controller with the
 in-kernel policy attached to the replay's parent (agentcg.enforce.inkernel): it needs memcg_bpf_ops.
+`protect-only` is the ablation: the same layout, agent protection and cpu.weight, no controller (no ladder, no
+turns, no BPF), so what the graduated response adds shows against it.
 """
 from __future__ import annotations
 
@@ -30,11 +32,15 @@ from agentcg.workloads.policy import AgentCgroups, Policy
 class AgentcgPolicy(Policy):
     name = "agentcg"
 
-    def __init__(self, mem_scale: float = 0.05, interval: float = 0.05, inkernel: bool = False):
+    def __init__(self, mem_scale: float = 0.05, interval: float = 0.05, inkernel: bool = False,
+                 controller: bool = True):
         super().__init__()
         self.mem_scale, self.interval, self.use_kernel = mem_scale, interval, inkernel
+        self.with_controller = controller
         if inkernel:
             self.name = "agentcg-kernel"
+        elif not controller:
+            self.name = "protect-only"
         self.inkernel = None
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
@@ -61,6 +67,8 @@ class AgentcgPolicy(Policy):
         if self.cpu_enabled is not None:
             self.log("*", "cpu.weight", "each agent's cpu.weight by its priority, as agentcg.layout gives a workload",
                      weights={a.name: a.top.read_int("cpu.weight") for a in agents})
+        if not self.with_controller:
+            return
         cfg = load_config()
         scaled = replace(cfg, default_mib=cfg.default_mib * self.mem_scale,
                          classes={k: v * self.mem_scale for k, v in cfg.classes.items()},
@@ -82,13 +90,20 @@ class AgentcgPolicy(Policy):
             describe_calls(layout, a)
         self.ctl = Controller(layout, budgets, lad, EventLog(state / "events.jsonl"),
                               interval=self.interval, inkernel=self.inkernel)
-        self.thread = threading.Thread(target=self.ctl.run, args=(self.stop,), daemon=True)
+        self.thread = threading.Thread(target=self.ctl.run, args=(self.stop,),
+                                       kwargs={"on_tick": self._count_cpu}, daemon=True)
         self.thread.start()
+
+    def _count_cpu(self, _ctl) -> None:
+        self.controller_cpu_s = time.thread_time()  # in the controller's thread: its own CPU time so far
 
     def teardown(self) -> None:
         self.stop.set()
         if self.thread:
             self.thread.join(timeout=5)
+            self.log("*", "controller-cpu", "CPU time of the controller's thread (its ticks; in-kernel work is "
+                                            "charged to the tasks it runs in)",
+                     seconds=round(getattr(self, "controller_cpu_s", 0.0), 3))
         logged = []
         if self.ctl:
             path = self.ctl.log.path

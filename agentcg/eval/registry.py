@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Callable
 
 from agentcg.workloads.plan import ReplayError
-from agentcg.workloads.policy import NoPolicy, Policy, StaticPolicy
+from agentcg.workloads.policy import NoPolicy, PlatformPolicy, Policy, StaticPolicy
 
 
-def _agentcg_policy(inkernel: bool = False) -> Policy:
+def _agentcg_policy(inkernel: bool = False, controller: bool = True) -> Policy:
     from agentcg.eval.agentcg_policy import AgentcgPolicy  # the controller, imported only when asked for
-    return AgentcgPolicy(inkernel=inkernel)
+    return AgentcgPolicy(inkernel=inkernel, controller=controller)
 
 
 def _paper_policy() -> Policy:
@@ -28,6 +28,9 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "none": NoPolicy,
     "static-avg": lambda: StaticPolicy("avg"),
     "static-peak": lambda: StaticPolicy("peak"),
+    "container": lambda: PlatformPolicy(oom_group=False),
+    "k8s": lambda: PlatformPolicy(oom_group=True),
+    "protect-only": lambda: _agentcg_policy(controller=False),
     "oomd": lambda: _peer_policy("oomd"),
     "earlyoom": lambda: _peer_policy("earlyoom"),
     "agentcg": _agentcg_policy,

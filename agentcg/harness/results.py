@@ -97,8 +97,9 @@ def verdict(nodeid: str, records: dict[str, TestRecord], end: VMEnd) -> TestReco
 
 
 def parse_progress(text: str | None) -> str | None:
-    """The progress file holds '<index> <nodeid>' of the test the guest started last."""
+    """The progress file holds '<index> <nodeid>' of the test the guest started last (a second line: how far that
+    test has got)."""
     if not text or not text.strip():
         return None
-    parts = text.strip().split(" ", 1)
+    parts = text.strip().splitlines()[0].split(" ", 1)
     return parts[1] if len(parts) == 2 else None

@@ -2,8 +2,8 @@
 
 A policy sees each agent as `AgentCgroups` (its spec, scaled peak and average, its cgroups, its planned calls),
 is told the replay's scale (`Policy.scale`), and acts in setup / on_tick / teardown, logging every decision with
-its reason. `none` leaves the agents to share the parent's budget; `static-avg` / `static-peak` are the
-container-style fixed limits. Named policies (and the peers, agentcg itself) are in agentcg.eval.registry.
+its reason. `none` leaves the agents to share the parent's budget; `static-avg` / `static-peak` are fixed
+limits sized from the trace; `container` and `k8s` split the budget between the agents as a platform does. Named policies (and the peers, agentcg itself) are in agentcg.eval.registry.
 """
 from __future__ import annotations
 
@@ -88,6 +88,34 @@ class StaticPolicy(Policy):
             self.limits[a.name] = limit
             self.log(a.name, "memory.max", f"the trace's {'average' if self.basis == 'avg' else 'peak'} memory",
                      bytes=limit)
+
+    def limit_of(self, agent: str) -> int | None:
+        return self.limits.get(agent)
+
+
+class PlatformPolicy(Policy):
+    """What people deploy: one container (or pod) per agent, the shared budget split evenly between them as a
+    platform packing n agents into a machine would, each a memory.max. `container` (podman/docker): memory.oom.group
+    0, the OOM killer takes the container's biggest process. `k8s` (kubelet >= 1.28 on cgroup v2): memory.oom.group
+    1, one OOM kills the whole container, the agent included."""
+
+    def __init__(self, oom_group: bool):
+        super().__init__()
+        self.oom_group = oom_group
+        self.name = "k8s" if oom_group else "container"
+        self.limits: dict[str, int] = {}
+
+    def setup(self, agents: list[AgentCgroups]) -> None:
+        parent = agents[0].top.path.parent
+        raw = (parent / "memory.max").read_text().strip() if (parent / "memory.max").exists() else "max"
+        budget = int(raw) if raw != "max" else sum(a.peak for a in agents)  # no budget: each gets its peak's share
+        share = max(budget // len(agents) // PAGE * PAGE, PAGE)
+        for a in agents:
+            a.top.write("memory.oom.group", int(self.oom_group))
+            a.top.write("memory.max", share)
+            self.limits[a.name] = share
+            self.log(a.name, "memory.max", f"1/{len(agents)} of the budget, memory.oom.group {int(self.oom_group)}",
+                     bytes=share)
 
     def limit_of(self, agent: str) -> int | None:
         return self.limits.get(agent)
