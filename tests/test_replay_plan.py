@@ -775,3 +775,16 @@ def test_a_failed_set_up_removes_what_it_created_and_nothing_else(fake_parent):
         run(agents, fake_parent, accounting="self", budget_bytes=10 * MB)
     assert sorted(p.name for p in fake_parent.path.iterdir() if p.is_dir()) == ["b"]
     assert (fake_parent.path / "memory.max").read_text().strip() == "max"
+
+
+# Work lost: what the agent must do again. A killed tool call costs its window; a dead agent all it had done.
+def test_work_lost_counts_killed_calls_windows_or_everything_a_dead_agent_had_done():
+    from agentcg.workloads.engine import work_lost
+    from agentcg.workloads.results import CallResult
+
+    def call(n, window_s, status):
+        return CallResult(n, "Bash", "test", 1, 0, window_s, 1.0, status, status == -9, 0, None, {})
+    calls = [call(1, 2.0, 0), call(2, 0.5, -9), call(3, 1.0, None), call(4, 0.25, -15)]
+    assert work_lost(True, 100.0, calls, speed=10) == pytest.approx(7.5), "(0.5 + 0.25) s of wall at 10x"
+    assert work_lost(False, 123.4, calls, speed=10) == pytest.approx(123.4), "the agent's progress, calls included"
+    assert work_lost(True, 100.0, [call(1, 2.0, 0)], speed=10) == 0

@@ -13,7 +13,7 @@ def agent(name, survived=True, completion=10.0, lat=None, killed=False):
 
 
 def result(agents, errors=(), actions=()):
-    return NS(agents=agents, errors=list(errors), policy_actions=list(actions), wall_s=12.0)
+    return NS(agents=agents, errors=list(errors), policy_actions=list(actions), wall_s=12.0, work_lost_s=0.0)
 
 
 def test_paper_p95_drops_zeros_and_takes_element_floor_095n():

@@ -38,6 +38,7 @@ def run_record(result, alone_s: float | None) -> dict:
         "hp_growth_latencies_ms": list(high.growth_latencies_ms or []),
         "total_completion_s": max(done) if all(d is not None for d in done) else None,
         "throttle_events": sum(throttled) if throttled else None,
+        "work_lost_s": result.work_lost_s,
         "wall_s": result.wall_s,
     }
 

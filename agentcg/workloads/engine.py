@@ -430,7 +430,17 @@ def _agent_result(r: _Run, policy: Policy, speed: float, mem_scale: float, proce
         fidelity=fidelity(r.samples, timeline(r.checkpoints, r.call_checkpoints, plan.groups), curve, speed,
                           mem_scale),
         overhead_bytes=r.overhead, calls=call_results, error=r.error,
-        growth_latencies_ms=[round(x / 1000.0, 3) for x in r.agent_lat] if process else None)
+        growth_latencies_ms=[round(x / 1000.0, 3) for x in r.agent_lat] if process else None,
+        work_lost_s=work_lost(survived, r.progress() * curve.duration, call_results, speed))
+
+
+def work_lost(survived: bool, reached_trace_s: float, calls: list[CallResult], speed: float) -> float:
+    """Trace seconds of work lost: an agent that died loses everything it had done (its minutes of state), as far
+    as its trace had got; one that lived loses the active window of each tool call killed (by a signal, whoever
+    sent it), which the agent must run again."""
+    if not survived:
+        return round(reached_trace_s, 3)
+    return round(sum(c.planned_s * speed for c in calls if c.status is not None and c.status < 0), 3)
 
 
 def _cleanup(runs: list[_Run], tops: list[Cgroup], parent: Cgroup, budget: int | None, old_budget: str | None,

@@ -49,6 +49,7 @@ class AgentResult:
     calls: list[CallResult] = field(default_factory=list)
     error: str | None = None
     growth_latencies_ms: list[float] | None = None  # process model: each growth step's time, in order
+    work_lost_s: float = 0.0  # trace seconds of work lost: killed calls, or all the agent had done if it died
 
 
 @dataclass
@@ -71,6 +72,11 @@ class ReplayResult:
     @property
     def oom_kill_count(self) -> int:
         return sum(k["count"] for a in self.agents for k in a.oom_kills)
+
+    @property
+    def work_lost_s(self) -> float:
+        """Trace seconds of work lost over all agents (AgentResult.work_lost_s)."""
+        return round(sum(a.work_lost_s for a in self.agents), 3)
 
     @property
     def tool_calls_killed(self) -> int:
