@@ -6,6 +6,7 @@ through `agentcg exec` as a user would. Sizes are scaled for TCG; timings are ra
 import contextlib
 import json
 import os
+import shlex
 import socket
 import statistics
 import subprocess
@@ -683,13 +684,16 @@ def test_a_daemon_killed_mid_throttle_and_mid_freeze_is_recovered_by_the_next(cg
             reap(p)
 
 
-def _as_user(uid: int, leaf: Path, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def _as_user(uid: int, leaf: Path, *argv: str, timeout: float = 120, input: str | None = None,
+             env: dict | None = None) -> subprocess.CompletedProcess:
     """argv as `uid` (no groups), started inside the cgroup `leaf`, with the system Python (the agent's user may
     not reach the checkout's virtualenv): how an agent that is not root runs `agentcg exec`."""
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(IMPORT_ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(IMPORT_ROOT), "PYTHONDONTWRITEBYTECODE": "1",
+           "HOME": "/nonexistent", **(env or {})}
     proc = Cgroup(leaf).spawn(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv],
+                              stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd="/")
-    out, err = proc.communicate(timeout=slowness.scaled(timeout))
+    out, err = proc.communicate(input, timeout=slowness.scaled(timeout))
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
@@ -704,8 +708,16 @@ def test_an_unprivileged_agent_runs_its_tool_calls_through_the_daemon_as_itself(
     with daemon_running(cg, tmp_path, config, exec_socket=sock) as (_, root, state):
         exec_ = ["/usr/bin/python3", "-m", "agentcg.execclient", "--socket", str(sock), "--workload"]
         leaf = root / "w1" / "agent"
-        ran = _as_user(65534, leaf, *exec_, "w1", "--", "sh", "-c", "id -u; cat /proc/self/cgroup")
-        assert ran.returncode == 0, ran.stderr
+        # the whole path: Claude Code's PreToolUse hook (run as the agent's user) rewrites the Bash command, the
+        # agent's shell runs the rewritten command, which asks the daemon for a call and runs the tool as itself
+        hook_env = {"AGENTCG_WORKLOAD": "w1", "AGENTCG_EXEC": shlex.join(exec_[:-1])}
+        payload = {"tool_name": "Bash", "tool_input": {"command": "id -u; cat /proc/self/cgroup"}, "cwd": "/"}
+        hooked = _as_user(65534, leaf, "/usr/bin/python3", "-c", "import sys; from agentcg.hooks import main; "
+                          "sys.exit(main('pre'))", input=json.dumps(payload), env=hook_env)
+        assert hooked.returncode == 0 and hooked.stdout, hooked.stderr
+        command = json.loads(hooked.stdout)["hookSpecificOutput"]["updatedInput"]["command"]
+        ran = _as_user(65534, leaf, "sh", "-c", command)
+        assert ran.returncode == 0, (command, ran.stderr)
         uid, where = ran.stdout.split()
         assert uid == "65534" and "/w1/tools/call-" in where, ran.stdout
         assert Layout(root, state).calls("w1") == [], "the call is removed once it ended"

@@ -142,7 +142,8 @@ def summarize(result: ReplayResult, high: str, alone_s: float | None) -> dict:
     hi = next(a for a in result.agents if a.name == high)
     return {"survived": sum(a.survived for a in result.agents), "agents": len(result.agents),
             "agent_kills": sum(1 for a in result.agents for k in a.oom_kills if k["process"] == "agent"),
-            "tool_calls_killed": result.tool_calls_killed, "agentcg_kills": acts.count("kill"),
+            "tool_calls_killed": result.tool_calls_killed, "work_lost_s": result.work_lost_s,
+            "agentcg_kills": acts.count("kill"),
             "peer_kills": acts.count("peer-kill"), "throttles": acts.count("throttle"),
             "kernel_delays": acts.count("kernel-delay"), "freezes": acts.count("freeze"),
             "high_completion_s": hi.completion_s,
@@ -189,7 +190,7 @@ def test_tight_every_policy_in_one_run(cg, record_measurement):
     high = next(a for a in tight.agents if a.priority == "high")
     alone = run([high], cg, NoPolicy(), speed=50, mem_scale=0.05, scenario="alone").agents[0]
     table = {}
-    for policy in ("static-avg", "oomd", "earlyoom", "agentcg", "agentcg-kernel"):
+    for policy in ("static-avg", "container", "k8s", "oomd", "earlyoom", "protect-only", "agentcg", "agentcg-kernel"):
         result = run_scenario(tight, cg, make_policy(policy), speed=50, mem_scale=0.05)
         keep_replay(f"tight_{policy}", result)
         table[policy] = summarize(result, high.name, alone.completion_s)

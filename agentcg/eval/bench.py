@@ -176,13 +176,15 @@ def rows(m: dict) -> list[tuple[str, str, str, str]]:
     tight = m.get("tight_policies")
     if tight:
         u, k = tight.get("agentcg", {}), tight.get("agentcg-kernel", {})
-        others = [p for p in ("static-avg", "oomd", "earlyoom") if p in tight]
+        others = [p for p in ("static-avg", "container", "k8s", "oomd", "earlyoom", "protect-only") if p in tight]
         out.append(("tight: agents surviving", f"{u.get('survived')}/{u.get('agents')}",
                     f"{k.get('survived')}/{k.get('agents')}",
                     ", ".join(f"{p} {tight[p].get('survived')}/{tight[p].get('agents')}" for p in others)))
         out.append(("tight: tool calls killed", f(u.get("tool_calls_killed"), "{}"),
                     f(k.get("tool_calls_killed"), "{}"),
                     ", ".join(f"{p} {f(tight[p].get('tool_calls_killed'), '{}')}" for p in others)))
+        out.append(("tight: work lost (trace s)", f(u.get("work_lost_s"), "{:.0f}"), f(k.get("work_lost_s"), "{:.0f}"),
+                    ", ".join(f"{p} {f(tight[p].get('work_lost_s'), '{:.0f}')}" for p in others)))
         out.append(("tight: throttles / kernel delays", f"{u.get('throttles')}", f"{k.get('throttles')} / "
                     f"{k.get('kernel_delays')}", "-"))
         out.append(("tight: high-prio completion vs alone", f(u.get("high_overhead"), "{:.2f}x"),
@@ -224,10 +226,11 @@ def rows(m: dict) -> list[tuple[str, str, str, str]]:
                               if p not in ("agentcg", "agentcg-kernel"))))
     cpu = m.get("sched_latency")
     if cpu:
-        out.append(("CPU: short call slowdown vs alone", f(cpu["default_slowdown"], "{:.2f}x (cpu.weight)"),
-                    f(cpu["agentcg_slowdown"], "{:.2f}x (sched_ext)"), "-"))
-        out.append(("CPU: bulk share of the machine", f(cpu["default_bulk_cpu_share"], "{:.2f}"),
-                    f(cpu["agentcg_bulk_cpu_share"], "{:.2f}"), "-"))
+        out.append(("CPU: short call slowdown vs alone", f(cpu.get("weights_slowdown"), "{:.2f}x (cpu.weight)"),
+                    f(cpu["agentcg_slowdown"], "{:.2f}x (sched_ext)"),
+                    f(cpu["default_slowdown"], "default scheduler, equal weights {:.2f}x")))
+        out.append(("CPU: bulk share of the machine", f(cpu.get("weights_bulk_cpu_share"), "{:.2f}"),
+                    f(cpu["agentcg_bulk_cpu_share"], "{:.2f}"), f(cpu["default_bulk_cpu_share"], "{:.2f}")))
     return out
 
 
@@ -250,7 +253,7 @@ def figures(m: dict, out: Path) -> list[Path]:
 
     tight = m.get("tight_policies")
     if tight:
-        pols = [p for p in ("static-avg", "oomd", "earlyoom", "agentcg", "agentcg-kernel") if p in tight]
+        pols = [p for p in ("static-avg", "container", "k8s", "oomd", "earlyoom", "protect-only", "agentcg", "agentcg-kernel") if p in tight]
         bar("tight_survival", "tight: agents surviving", pols, [tight[p]["survived"] for p in pols], "agents")
     reaction = m.get("reaction_kernel_vs_user")
     if reaction:
@@ -258,8 +261,9 @@ def figures(m: dict, out: Path) -> list[Path]:
             [reaction["user_p50_s"] * 1e3, reaction["kernel_p50_s"] * 1e3], "ms")
     cpu = m.get("sched_latency")
     if cpu:
-        bar("cpu_short_calls", "short tool call slowdown under bulk load", ["default", "agentcg sched_ext"],
-            [cpu["default_slowdown"], cpu["agentcg_slowdown"]], "x alone")
+        bar("cpu_short_calls", "short tool call slowdown under bulk load",
+            ["default (equal weights)", "agentcg cpu.weight", "agentcg sched_ext"],
+            [cpu["default_slowdown"], cpu.get("weights_slowdown") or 0, cpu["agentcg_slowdown"]], "x alone")
     sweep_m = m.get("budget_sweep")
     if sweep_m:
         sm = sweep_m["smallest_share_all_survive"]
