@@ -788,3 +788,32 @@ def test_work_lost_counts_killed_calls_windows_or_everything_a_dead_agent_had_do
     assert work_lost(True, 100.0, calls, speed=10) == pytest.approx(7.5), "(0.5 + 0.25) s of wall at 10x"
     assert work_lost(False, 123.4, calls, speed=10) == pytest.approx(123.4), "the agent's progress, calls included"
     assert work_lost(True, 100.0, [call(1, 2.0, 0)], speed=10) == 0
+
+
+# Start offsets: an agent that starts late holds its first level until then, and everything else comes later.
+def test_a_delayed_trace_idles_at_its_first_level_then_runs_unchanged():
+    from agentcg.workloads.scenario import delayed
+    from agentcg.workloads.traces import Sample, ToolCall, Trace
+    t = Trace("x", None, [Sample(0.0, 100, 5.0), Sample(2.0, 300, 50.0)], [ToolCall(0.5, 1.5, "Bash", "ls")])
+    d = delayed(t, 10.0)
+    assert d.samples == [Sample(0.0, 100, 0.0), Sample(10.0, 100, 5.0), Sample(12.0, 300, 50.0)]
+    assert (d.calls[0].start, d.calls[0].end) == (10.5, 11.5) and d.duration == 12.0
+    assert delayed(t, 0) is t
+
+
+def test_align_peaks_makes_every_agent_peak_at_the_latest_peak_and_sets_a_concurrent_budget(tmp_path):
+    from agentcg.workloads.scenario import load_scenario
+    for name, peak_at in (("a", 1.0), ("b", 3.0)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"format": "agentcg-trace/1", "name": name, "samples": [
+            [0, 10, 0], [peak_at, 100, 0], [4, 10, 0]]}))
+    (tmp_path / "s.yaml").write_text("agents: [{trace: a.json}, {trace: b.json}]\nalign: peaks\nmem_scale: 1\n"
+                                     "budget: {share_of_concurrent_peak: 0.5}\n")
+    s = load_scenario(tmp_path / "s.yaml")
+    assert [a.trace.meta.get("start_s") for a in s.agents] == [2.0, None]
+    assert max(b for _, b in s.summed_demand()) == 200 and s.budget_bytes() == 100
+    (tmp_path / "bad.yaml").write_text("agents: [{trace: a.json, start_s: 1}]\nalign: peaks\n")
+    with pytest.raises(ScenarioError, match="no start_s beside it"):
+        load_scenario(tmp_path / "bad.yaml")
+    (tmp_path / "bad2.yaml").write_text("agents: [{trace: a.json}]\nalign: valleys\n")
+    with pytest.raises(ScenarioError, match="align must be peaks"):
+        load_scenario(tmp_path / "bad2.yaml")

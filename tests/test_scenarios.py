@@ -54,3 +54,14 @@ def test_process_model_levels_read_mb_as_mib_plus_base():
     first = s.agents[0].trace.samples[0]
     assert first.mem_bytes == 100 * MIB + int(11.96e6 * MIB / 1e6)  # dask's first sample: 11.96MB
     assert s.agents[0].trace.calls == []
+
+
+def test_contention_bursts_meet_and_their_concurrent_peak_is_over_the_budget():
+    s = scenario("contention")
+    when, top = peak(s.summed_demand())
+    assert top >= 1.10 * s.budget_bytes(), f"concurrent peak {top / s.budget_bytes():.0%} of the budget"
+    at_peak = [a.curve.at(when) / a.curve.peak for a in s.agents]
+    assert all(x > 0.95 for x in at_peak), f"every agent at its own peak then: {at_peak}"
+    tight = scenario("tight")
+    assert [a.trace.samples[1:] for a in tight.agents] != [a.trace.samples[1:] for a in s.agents], "started late"
+    assert max(b for _, b in tight.summed_demand()) < top, "started together, the same agents never meet"

@@ -4,7 +4,7 @@ parent budget. Loaded from YAML (fixtures/scenarios), a trace file, a recorded r
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agentcg import config
@@ -176,19 +176,23 @@ def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario
     description: ...                 # optional
     speed: 50                        # optional defaults for the replay
     mem_scale: 0.05
-    budget: {share_of_peaks: 0.89}   # parent memory.max = share x the summed (scaled) peaks; or {bytes: N} or
-                                     # {mib: N} (fixed, not scaled); or null / absent: no budget
+    budget: {share_of_peaks: 0.89}   # parent memory.max = share x the summed (scaled) peaks; or
+                                     # {share_of_concurrent_peak: F}: F x the peak of the agents' summed demand
+                                     # (start offsets included); or {bytes: N} or {mib: N} (fixed, not scaled);
+                                     # or null / absent: no budget
+    align: peaks                     # optional: start each agent late enough that all peak at the same moment
     model: tool-call                 # or {process: {base_mib: 100, step_mib: 64, mb_as_mib: true}} (ProcessModel)
     agents:
       - trace: recorded:batch_swebench_18tasks/Medical_Bio_Hard   # or fixtures/traces/synth-burst.json
         name: bio-hard               # optional (default: from the trace name)
         priority: high               # high | normal | low (default normal)
+        start_s: 30                  # optional: the agent starts this many trace seconds after the others
     """
     path = Path(path)
     where = str(path)
     data = config.read_mapping(path, ScenarioError)
-    config.check_keys(data, ("name", "description", "speed", "mem_scale", "budget", "agents", "model"), where,
-                      ScenarioError)
+    config.check_keys(data, ("name", "description", "speed", "mem_scale", "budget", "agents", "model", "align"),
+                      where, ScenarioError)
     model = _model(data.get("model", "tool-call"), where)
     raw_agents = data.get("agents")
     if not isinstance(raw_agents, list) or not raw_agents:
@@ -200,7 +204,7 @@ def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario
         at = f"{where}: agents[{i}]"
         if not isinstance(raw, dict) or not isinstance(raw.get("trace"), str) or not raw["trace"]:
             raise ScenarioError(f"{at}: expected a mapping with a 'trace' string")
-        config.check_keys(raw, ("trace", "name", "priority"), at, ScenarioError)
+        config.check_keys(raw, ("trace", "name", "priority", "start_s"), at, ScenarioError)
         priority = config.one_of(raw.get("priority", DEFAULT_PRIORITY), PRIORITIES, "priority", at, ScenarioError)
         name = raw.get("name")
         if name is not None and (not isinstance(name, str) or not name):
@@ -217,16 +221,33 @@ def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario
             name = agent_name(trace.name.replace("/attempt_1", ""), taken)
         else:
             name = agent_name(name, taken)
-        agents.append(AgentSpec(name, model.process_trace(trace) if model else trace, source, priority))
+        start = config.number(raw.get("start_s", 0), "start_s", at, ScenarioError, allow_zero=True)
+        if start > MAX_START_S:
+            raise ScenarioError(f"{at}: start_s must be at most {MAX_START_S:g}, got {start!r}")
+        agents.append(AgentSpec(name, delayed(model.process_trace(trace) if model else trace, start), source,
+                                priority))
+    align = data.get("align")
+    if align is not None:
+        if align != "peaks":
+            raise ScenarioError(f"{where}: align must be peaks (or absent), got {align!r}")
+        if any("start_s" in raw for raw in raw_agents):
+            raise ScenarioError(f"{where}: align: peaks sets each agent's start: no start_s beside it")
+        agents = aligned_peaks(agents)
     share, budget, fixed = None, None, None
     raw_budget = data.get("budget")
     if raw_budget is not None:
         if not isinstance(raw_budget, dict) or len(raw_budget) != 1 or \
-                not set(raw_budget) <= {"share_of_peaks", "bytes", "mib"}:
-            raise ScenarioError(f"{where}: budget must be {{share_of_peaks: F}}, {{bytes: N}}, {{mib: N}} or null")
+                not set(raw_budget) <= {"share_of_peaks", "share_of_concurrent_peak", "bytes", "mib"}:
+            raise ScenarioError(f"{where}: budget must be {{share_of_peaks: F}}, {{share_of_concurrent_peak: F}}, "
+                                "{bytes: N}, {mib: N} or null")
         if "share_of_peaks" in raw_budget:
             share = config.number(raw_budget["share_of_peaks"], "budget share_of_peaks", where, ScenarioError)
             budget = int(round(share * sum(Curve(a.trace).peak for a in agents)))
+        elif "share_of_concurrent_peak" in raw_budget:
+            share = config.number(raw_budget["share_of_concurrent_peak"], "budget share_of_concurrent_peak", where,
+                                  ScenarioError)
+            unscaled = Scenario("", agents, model=model, mem_scale=1.0)
+            budget = int(round(share * max(b for _, b in unscaled.summed_demand())))
         elif "mib" in raw_budget:
             fixed = int(config.number(raw_budget["mib"], "budget mib", where, ScenarioError) * MIB)
         else:
@@ -236,6 +257,30 @@ def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario
         raise ScenarioError(f"{where}: name must be a non-empty string")
     description = data.get("description", "")
     return Scenario(name, agents, share, budget, fixed, speed, mem_scale, str(description or ""), where, model)
+
+
+MAX_START_S = 86400.0
+
+
+def delayed(trace: Trace, start_s: float) -> Trace:
+    """The trace of an agent that starts `start_s` seconds late: until then it holds what its first sample holds
+    (an agent framework already up, its task not yet begun); every sample and tool call comes that much later."""
+    if not start_s or not trace.samples:
+        return trace
+    first = trace.samples[0]
+    samples = [Sample(first.t, first.mem_bytes, 0.0)] + [Sample(x.t + start_s, x.mem_bytes, x.cpu_pct)
+                                                           for x in trace.samples]
+    calls = [replace(c, start=c.start + start_s, end=c.end + start_s) for c in trace.calls]
+    return Trace(trace.name, trace.model, samples, calls, {**trace.meta, "start_s": start_s})
+
+
+def aligned_peaks(agents: list[AgentSpec]) -> list[AgentSpec]:
+    """Each agent started late enough that every agent's peak falls at the same moment (the latest peak's): the
+    bursts meet, which agents started together rarely do."""
+    curves = [Curve(a.trace) for a in agents]
+    at = [c.ts[c.ms.index(c.peak)] for c in curves]
+    latest = max(at)
+    return [replace(a, trace=delayed(a.trace, round(latest - t, 3))) for a, t in zip(agents, at)]
 
 
 def _model(raw, where: str) -> ProcessModel | None:
