@@ -259,3 +259,11 @@ def test_cli(argv):
     if result.exit_code != 0 and result.exit_code != 2:  # 2: click's own usage error
         assert "agentcg: error:" in result.output and "Traceback" not in result.output, (argv, result.output)
 
+
+
+def test_a_trace_path_the_file_system_refuses_is_a_clean_scenario_error(tmp_path):
+    """Found by the fuzzer: a 4 KB trace name made stat() fail with ENAMETOOLONG (a traceback)."""
+    bad = tmp_path / "s.yaml"
+    bad.write_text(f"agents: [{{trace: {'x' * 5000}}}]\n")
+    with pytest.raises(ScenarioError, match="File name too long"):
+        load_scenario(bad, traces_root=tmp_path)

@@ -138,6 +138,14 @@ def resolve_trace(ref: str, base_dir: Path | None = None, traces_root: Path | No
     """(trace, source) for `recorded:<folder>/<task>[/<attempt>]` (in the shared traces; attempt_1 when the task
     has attempts), a recorded run directory, or an agentcg-trace/1 file (absolute, relative to the repository,
     or relative to base_dir). ScenarioError when it cannot be found or read."""
+    try:
+        return _resolve_trace(ref, base_dir, traces_root)
+    except OSError as e:  # a path the file system refuses to look at (too long, a loop, no permission)
+        shown = ref if len(ref) <= 120 else ref[:120] + "..."
+        raise ScenarioError(f"trace {shown!r}: {e.strerror or e}") from None
+
+
+def _resolve_trace(ref: str, base_dir: Path | None, traces_root: Path | None) -> tuple[Trace, str]:
     if ref.startswith(RECORDED):
         root = Path(traces_root) if traces_root is not None else tracefiles.default_root()
         rel = ref[len(RECORDED):].strip("/")
