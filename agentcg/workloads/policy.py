@@ -67,7 +67,24 @@ class NoPolicy(Policy):
     name = "none"
 
 
-class StaticPolicy(Policy):
+class LimitPolicy(Policy):
+    """A memory.max per agent (set once, in setup), with the agent cgroup's memory.oom.group as given."""
+
+    def __init__(self):
+        super().__init__()
+        self.limits: dict[str, int] = {}
+
+    def limit(self, a: AgentCgroups, limit: int, oom_group: bool, reason: str) -> None:
+        a.top.write("memory.oom.group", int(oom_group))
+        a.top.write("memory.max", limit)
+        self.limits[a.name] = limit
+        self.log(a.name, "memory.max", reason, bytes=limit)
+
+    def limit_of(self, agent: str) -> int | None:
+        return self.limits.get(agent)
+
+
+class StaticPolicy(LimitPolicy):
     """A container-style fixed limit per agent: memory.max = the trace's average or peak (scaled), with
     memory.oom.group 0, so an agent over its limit loses one process (chosen by the OOM killer) rather than all."""
 
@@ -77,23 +94,15 @@ class StaticPolicy(Policy):
             raise ValueError(f"basis must be avg or peak, got {basis!r}")
         self.basis = basis
         self.name = f"static-{basis}"
-        self.limits: dict[str, int] = {}
 
     def setup(self, agents: list[AgentCgroups]) -> None:
         for a in agents:
             limit = a.average if self.basis == "avg" else a.peak
-            limit = max(-(-limit // PAGE) * PAGE, PAGE)
-            a.top.write("memory.oom.group", 0)
-            a.top.write("memory.max", limit)
-            self.limits[a.name] = limit
-            self.log(a.name, "memory.max", f"the trace's {'average' if self.basis == 'avg' else 'peak'} memory",
-                     bytes=limit)
-
-    def limit_of(self, agent: str) -> int | None:
-        return self.limits.get(agent)
+            self.limit(a, max(-(-limit // PAGE) * PAGE, PAGE), False,
+                       f"the trace's {'average' if self.basis == 'avg' else 'peak'} memory")
 
 
-class PlatformPolicy(Policy):
+class PlatformPolicy(LimitPolicy):
     """What people deploy: one container (or pod) per agent, the shared budget split evenly between them as a
     platform packing n agents into a machine would, each a memory.max. `container` (podman/docker): memory.oom.group
     0, the OOM killer takes the container's biggest process. `k8s` (kubelet >= 1.28 on cgroup v2): memory.oom.group
@@ -103,7 +112,6 @@ class PlatformPolicy(Policy):
         super().__init__()
         self.oom_group = oom_group
         self.name = "k8s" if oom_group else "container"
-        self.limits: dict[str, int] = {}
 
     def setup(self, agents: list[AgentCgroups]) -> None:
         parent = agents[0].top.path.parent
@@ -111,11 +119,5 @@ class PlatformPolicy(Policy):
         budget = int(raw) if raw != "max" else sum(a.peak for a in agents)  # no budget: each gets its peak's share
         share = max(budget // len(agents) // PAGE * PAGE, PAGE)
         for a in agents:
-            a.top.write("memory.oom.group", int(self.oom_group))
-            a.top.write("memory.max", share)
-            self.limits[a.name] = share
-            self.log(a.name, "memory.max", f"1/{len(agents)} of the budget, memory.oom.group {int(self.oom_group)}",
-                     bytes=share)
-
-    def limit_of(self, agent: str) -> int | None:
-        return self.limits.get(agent)
+            self.limit(a, share, self.oom_group,
+                       f"1/{len(agents)} of the budget, memory.oom.group {int(self.oom_group)}")
