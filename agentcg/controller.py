@@ -126,6 +126,14 @@ def _room(path: str, available: int, memo: dict, read: Callable[[Path], str]) ->
     return room
 
 
+def swap_free_bytes(read: Callable[[Path], str] = read_text) -> int:
+    """SwapFree of /proc/meminfo in bytes (0: no swap)."""
+    for line in read(Path("/proc/meminfo")).splitlines():
+        if line.startswith("SwapFree:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def host_available(read: Callable[[Path], str] = read_text) -> int:
     for line in read(Path("/proc/meminfo")).splitlines():
         if line.startswith("MemAvailable:"):
@@ -189,7 +197,7 @@ class Controller:
                     self._drop_call(wname, cg.name)
         self._take_turns(agents)
         settled = self.turn is None and not any(a.waiting for a in self.agents.values()) \
-            and not any(c.stage in ("throttled", "frozen") for c in self.calls.values())
+            and not any(c.stage in ("throttled", "frozen", "swapped") for c in self.calls.values())
         self.pause = ladder.next_tick(rooms, settled, self.interval, self.cfg)
 
     # ---- the agents' turn (agentcg.ladder.agent_turns) -----------------------------------------------------
@@ -343,7 +351,7 @@ class Controller:
             self._schedule(cg.path, sched.sched_class(meta.cls if meta else "other"), wname)
         populated = bool(parse_keyed(self.files.read(f"{cg.path}/cgroup.events")).get("populated"))
         state.was_populated |= populated
-        if not populated and state.stage != "frozen" and self._call_over(state, meta):
+        if not populated and state.stage not in ("frozen", "swapped") and self._call_over(state, meta):
             self._finish(wname, cg, state)
             return
         if not ladder.can_act(state.stage, headroom, priority, self.cfg):
@@ -359,13 +367,22 @@ class Controller:
         else:
             state.stalled_since = None
         budget = self._budget(meta)
+        swapped, swap_free = (self._swapped(cg), swap_free_bytes(self.files.read)) \
+            if state.stage in ("frozen", "swapped") else (0, 0)
         view = ladder.ToolView(usage=usage, budget=budget, headroom=headroom, stall_frac=stall_frac,
                                stage=state.stage, stage_age=now - state.stage_since,
                                stalled_for=now - state.stalled_since if state.stalled_since else 0.0,
-                               priority=priority)
+                               priority=priority, swapped=swapped, swap_free=swap_free)
         decision = ladder.decide(view, self.cfg)
         if decision.acts:
             self._apply(wname, cg, state, decision, view, meta)
+
+    def _swapped(self, cg: Cgroup) -> int:
+        """memory.swap.current of a call (0 on a kernel without swap accounting)."""
+        try:
+            return int(self.files.read(f"{cg.path}/memory.swap.current"))
+        except FileNotFoundError:
+            return 0
 
     def _adopted_stage(self, wname: str, cg: Cgroup) -> str:
         """A call seen for the first time may carry what an earlier controller did to it (one that was killed
@@ -413,6 +430,12 @@ class Controller:
             cg.write("memory.high", "max")
         elif action == "freeze":
             cg.freeze(True)
+        elif action == "reclaim":
+            try:
+                cg.write("memory.reclaim", decision.reclaim)
+            except OSError as e:
+                if e.errno != errno.EAGAIN:  # EAGAIN: less than asked could be reclaimed; it waits all the same
+                    raise
         elif action == "thaw":
             cg.write("memory.high", "max")
             cg.freeze(False)

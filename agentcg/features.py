@@ -17,7 +17,7 @@ MEMCG_OPS_V7 = {"memcg_charged", "memcg_uncharged", "below_low", "below_min"}
 MEMCG_OPS_V6 = {"get_high_delay_ms", "below_low", "below_min"}
 
 KNOWN = ("cgroup2", "memcg", "cpu_controller", "psi", "btf", "bpf_syscall", "cgroup_freeze", "cgroup_kill",
-         "sched_ext", "memcg_bpf_ops")
+         "sched_ext", "memcg_bpf_ops", "zram")
 
 
 def memcg_ops_variant(members: list[str] | None) -> str | None:
@@ -78,9 +78,17 @@ def probe() -> dict:
         "cgroup_kill": "cgroup.kill" in kernfs_files or _root_child_has("cgroup.kill"),
         "sched_ext": Path("/sys/kernel/sched_ext").is_dir(),
         "memcg_bpf_ops": members is not None,
+        "zram": _zram(),
     }
     return {"features": present, "controllers": controllers or [], "release": os.uname().release,
             "memcg_bpf_ops": {"members": members, "variant": memcg_ops_variant(members)}}
+
+
+def _zram() -> bool:
+    """zram built in (its control class exists) or as a module of the running kernel (not loaded by probing)."""
+    if Path("/sys/class/zram-control").is_dir():
+        return True
+    return any(Path(f"/lib/modules/{os.uname().release}/kernel/drivers/block/zram").glob("zram.ko*"))
 
 
 def _root_child_has(name: str) -> bool:

@@ -13,8 +13,12 @@ The ladder, per tool call:
 - throttled: when headroom comes back (2 x reserve) memory.high is lifted again. When the call keeps stalling
   on memory.high (its memory PSI `stall_frac` >= `stall_frac` of the time) for `freeze_after_s`, it is frozen:
   a throttle alone can stall a call forever when nothing is reclaimable (no swap).
-- frozen: thawed (and memory.high lifted) as soon as the workload has room for it again; killed, as a last
-  resort, after `kill_after_s` without room. Killing takes the whole tool subtree (cgroup.kill).
+- frozen: thawed (and memory.high lifted) as soon as the workload has room for it again. With swap free for
+  all it holds, its memory is pushed out (memory.reclaim on the frozen call): it stops holding the memory others
+  need, and waits in swap. Without swap, killed as a last resort after `kill_after_s` without room. Killing
+  takes the whole tool subtree (cgroup.kill).
+- swapped (frozen, its memory in swap): thawed once the workload has room for what it swapped out and its
+  reserve on top, so it does not come back only to be pushed out again; killed after `swap_kill_after_s`.
 
 Between agents (`agent_turns`): an agent leaf is never frozen or killed, but when agents grow together while
 their shared headroom is under their reserve, one holds the turn and goes on (the one of highest priority, else
@@ -29,8 +33,8 @@ from dataclasses import dataclass
 
 from agentcg.vocab import MIB, PRIORITY
 
-STAGES = ("running", "throttled", "frozen", "killed")
-ACTIONS = ("none", "throttle", "release", "freeze", "thaw", "kill")
+STAGES = ("running", "throttled", "frozen", "swapped", "killed")
+ACTIONS = ("none", "throttle", "release", "freeze", "reclaim", "thaw", "kill")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class LadderConfig:
     stall_frac: float = 0.5         # share of time stalled on memory that counts as "still under pressure"
     freeze_after_s: float = 1.0
     kill_after_s: float = 3.0
+    swap_kill_after_s: float = 30.0  # a call waiting in swap is killed after this long without room
     growing_s: float = 0.2          # an agent whose usage rose within this long is growing
     burst_bytes_per_s: float = 3e9  # the fastest a tool call grows (measured bursts: up to 3 GB/s)
     calm_tick_s: float = 0.25       # the longest the controller sleeps while nothing can need it
@@ -47,6 +52,7 @@ class LadderConfig:
     def __post_init__(self):
         if self.reserve_bytes < 0 or self.runaway_factor < 1 or not 0 < self.stall_frac <= 1 \
                 or self.freeze_after_s < 0 or self.kill_after_s < 0 or self.growing_s < 0 \
+                or self.swap_kill_after_s < 0 \
                 or not self.burst_bytes_per_s > 0 or self.calm_tick_s < 0:
             raise ValueError("ladder: reserve >= 0, runaway_factor >= 1, 0 < stall_frac <= 1, burst rate > 0, "
                              "times >= 0")
@@ -72,6 +78,8 @@ class ToolView:
     stage_age: float    # seconds since it entered that stage
     stalled_for: float  # seconds it has been continuously stalled (stall_frac above the threshold)
     priority: str = "normal"  # of its workload
+    swapped: int = 0    # memory.swap.current of the tool cgroup (0 without swap)
+    swap_free: int = 0  # what swap can still take (0 without swap)
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,7 @@ class Decision:
     action: str
     reason: str = ""
     high: int | None = None  # for throttle: the memory.high to write
+    reclaim: int | None = None  # for reclaim: the bytes to write to memory.reclaim
 
     @property
     def acts(self) -> bool:
@@ -116,9 +125,21 @@ def decide(v: ToolView, cfg: LadderConfig) -> Decision:
     if v.stage == "frozen":
         if v.headroom >= 2 * reserve:
             return Decision("thaw", f"workload headroom back to {_mib(v.headroom)}")
+        if v.usage > 0 and v.swap_free >= v.usage + reserve:
+            return Decision("reclaim", f"frozen at {_mib(v.usage)} with {_mib(max(v.headroom, 0))} headroom: its "
+                                       f"memory goes to swap ({_mib(v.swap_free)} free) while it waits for room",
+                            reclaim=v.usage)
         if v.stage_age >= cfg.kill_after_s:
             return Decision("kill", f"frozen {v.stage_age:.1f} s at {_mib(v.usage)} (budget {_mib(v.budget)}) "
                                     f"with no room to resume ({_mib(max(v.headroom, 0))} headroom)")
+        return NOTHING
+    if v.stage == "swapped":
+        if v.headroom >= 2 * reserve + v.swapped:
+            return Decision("thaw", f"workload headroom back to {_mib(v.headroom)}, room for the "
+                                    f"{_mib(v.swapped)} it swapped out")
+        if v.stage_age >= cfg.swap_kill_after_s:
+            return Decision("kill", f"waited {v.stage_age:.1f} s in swap ({_mib(v.swapped)}) with no room to "
+                                    f"resume ({_mib(max(v.headroom, 0))} headroom)")
         return NOTHING
     return NOTHING
 
@@ -144,8 +165,8 @@ def next_tick(rooms: list[tuple[int, str]], settled: bool, tick_s: float, cfg: L
 
 
 def next_stage(stage: str, action: str) -> str:
-    return {"throttle": "throttled", "release": "running", "freeze": "frozen", "thaw": "running",
-            "kill": "killed"}.get(action, stage)
+    return {"throttle": "throttled", "release": "running", "freeze": "frozen", "reclaim": "swapped",
+            "thaw": "running", "kill": "killed"}.get(action, stage)
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,20 @@ from agentcg.eval.bench import densest, next_count, peak_provisioned, rows, smal
 
 
 def run(share, policy, survived, agents=3, **kw):
-    return {"share": share, "policy": policy, "survived": survived, "agents": agents, **kw}
+    return {"share": share, "policy": policy, "survived": survived, "agents": agents,
+            "no_loss": survived == agents and not kw.get("tool_calls_killed"), **kw}
 
 
-def test_smallest_share_is_where_survival_holds_from_there_up():
+def test_smallest_share_is_where_no_work_is_lost_from_there_up():
     runs = [run(0.7, "a", 2), run(0.8, "a", 3), run(0.9, "a", 3), run(1.0, "a", 3),
             run(0.7, "b", 3), run(0.8, "b", 2), run(0.9, "b", 3), run(1.0, "b", 3)]
     assert smallest_share(runs, "a") == 0.8
     assert smallest_share(runs, "b") == 0.9  # survival at 0.7 was luck: 0.8 failed
+
+
+def test_a_killed_tool_call_is_a_loss_though_every_agent_survived():
+    runs = [run(0.8, "a", 3, tool_calls_killed=1), run(0.9, "a", 3), run(1.0, "a", 3)]
+    assert smallest_share(runs, "a") == 0.9
 
 
 def test_smallest_share_none_when_the_largest_fails_or_errors():
@@ -59,13 +65,13 @@ def test_density_search_gallops_then_bisects():
 
 
 def test_table_reports_the_sweep_with_tool_calls_killed_and_density():
-    m = {"budget_sweep": {"shares": [0.7, 0.8], "smallest_share_all_survive": {
+    m = {"budget_sweep": {"shares": [0.7, 0.8], "smallest_share_no_loss": {
             "none": 0.7, "oomd": 0.8, "agentcg": 0.8, "agentcg-kernel": 0.7},
             "runs": [run(0.7, "none", 3, tool_calls_killed=1), run(0.7, "agentcg-kernel", 3, tool_calls_killed=0),
                      run(0.7, "agentcg", 2, tool_calls_killed=2), run(0.7, "oomd", 2, tool_calls_killed=1)]},
          "density": {"memory_bytes": 6 * 2**30, "peak_provisioning": 4, "pool_exhausted": ["agentcg-kernel"],
-                     "densest_zero_agent_kills": {"none": 6, "agentcg": 9, "agentcg-kernel": 15}}}
+                     "densest_no_loss": {"none": 6, "agentcg": 9, "agentcg-kernel": 15}}}
     table = {r[0]: r[1:] for r in rows(m)}
-    assert table["sweep: smallest budget, all agents survive"] == ("80%", "70%", "none 70%, oomd 80%")
+    assert table["sweep: smallest budget (of the concurrent peak), no work lost"] == ("80%", "70%", "none 70%, oomd 80%")
     assert table["sweep at 70%: tool calls killed"] == ("2", "0", "none 1, oomd 1")
-    assert table["density: agents in 6 GiB, no agent killed"] == ("9", "15+", "peak provisioning 4, none 6")
+    assert table["density: agents in 6 GiB, no work lost"] == ("9", "15+", "peak provisioning 4, none 6")

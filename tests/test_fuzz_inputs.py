@@ -5,9 +5,11 @@ Cases per surface: AGENTCG_FUZZ_EXAMPLES (default 10,000; the generated document
 whole random documents, and raw bytes). A surface's error class is what its CLI turns into one `agentcg: error:`
 line; the CLI itself is fuzzed last, through click's runner.
 """
+import atexit
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +32,8 @@ EXAMPLES = int(os.environ.get("AGENTCG_FUZZ_EXAMPLES", "10000"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 CASE_BOUND_S = 2.0  # one case taking longer is a hang in the making (quadratic parsing, unbounded loops)
-WORK = Path(tempfile.mkdtemp(prefix="agentcg-fuzz-"))
+WORK = Path(tempfile.mkdtemp(prefix="agentcg-fuzz-"))  # made at import (the constants below name files in it)
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)  # ... so removed at exit, even when no test here ran
 
 NASTY = ["off", "on", "yes", "max", "", "-1", "0", "1e9", ".inf", "../x", "/", "a\nb", "w\n", "[/bold]", "-rf",
          "--help", "recorded:", "recorded:../../etc", "\x00", "\u202e", "x" * 300]

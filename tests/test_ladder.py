@@ -196,3 +196,24 @@ def test_pace_never_goes_below_the_configured_tick_nor_above_it_when_calm_is_sho
     assert ladder.next_tick([], True, 0.05, PACE) == 0.25
     assert ladder.next_tick([(10_000 * MIB, "normal")], True, 0.5, PACE) == 0.5
     assert ladder.next_tick([(10_000 * MIB, "normal")], True, 0.05, LadderConfig(calm_tick_s=0)) == 0.05
+
+
+def test_a_frozen_call_goes_to_swap_when_swap_can_take_it_and_is_not_killed_at_the_freeze_bound():
+    frozen = dict(stage="frozen", usage=300 * MIB, headroom=0)
+    d = decide(view(**frozen, stage_age=0.1, swap_free=1024 * MIB), CFG)
+    assert d.action == "reclaim" and d.reclaim == 300 * MIB and "1024 MiB free" in d.reason
+    assert next_stage("frozen", "reclaim") == "swapped"
+    # swap too small for what it holds (and the reserve): the ladder as without swap
+    assert decide(view(**frozen, stage_age=0.1, swap_free=330 * MIB), CFG).action == "none"
+    assert decide(view(**frozen, stage_age=3.1, swap_free=330 * MIB), CFG).action == "kill"
+
+
+def test_a_swapped_call_thaws_only_with_room_for_what_it_swapped_and_waits_longer_than_a_frozen_one():
+    swapped = dict(stage="swapped", usage=10 * MIB, swapped=290 * MIB)
+    assert decide(view(**swapped, headroom=200 * MIB, stage_age=1), CFG).action == "none", \
+        "room for the reserve, not for what it brings back"
+    d = decide(view(**swapped, headroom=2 * 64 * MIB + 290 * MIB, stage_age=1), CFG)
+    assert d.action == "thaw" and "290 MiB it swapped out" in d.reason
+    assert decide(view(**swapped, headroom=0, stage_age=CFG.kill_after_s + 1), CFG).action == "none"
+    d = decide(view(**swapped, headroom=0, stage_age=CFG.swap_kill_after_s + 0.1), CFG)
+    assert d.action == "kill" and "in swap" in d.reason

@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -173,9 +174,32 @@ def test_paper_tight_loses_a_process_without_control_and_none_with_agentcg(cg):
         assert waited and {a["agent"] for a in waited} <= {"low1", "low2"}, result.policy_actions
 
 
+# `contention` (tests/test_scenarios.py: for every seed its agents' concurrent demand is 111 % of the budget), one
+# seed: the bursts do not fit together, so without swap work is lost under the deployed baselines (the container's
+# even split kills a burst or an agent, the pod's memory.oom.group kills the whole agent), and agentcg-kernel keeps
+# every agent (a tool call may still die: without swap nothing can make room). With zram agentcg-kernel freezes
+# the call that must wait, pushes its memory out, thaws it when the burst is over, and nothing is lost.
+@pytest.mark.requires("memcg_bpf_ops", "zram")
+def test_contention_costs_the_baselines_work_and_agentcg_kernel_with_zram_nothing(cg):
+    scenario = scenario_or_skip("contention", seed=1)
+    results = {}
+    for policy in ("none", "container", "k8s", "agentcg-kernel"):
+        results[policy] = result = run_scenario(scenario, cg, make_policy(policy))
+        keep_replay(f"contention_{policy.replace('-', '_')}", result)
+        assert result.errors == [], _agents(result)
+    for policy in ("none", "container", "k8s"):
+        assert results[policy].work_lost_s > 0, f"{policy}: {_agents(results[policy])}"
+    assert not results["k8s"].all_survived, "memory.oom.group 1: an OOM takes the whole agent"
+    assert results["agentcg-kernel"].all_survived, _agents(results["agentcg-kernel"])
+    swapped = run_scenario(replace(scenario, swap="zram"), cg, make_policy("agentcg-kernel"))
+    keep_replay("contention_zram_agentcg_kernel", swapped)
+    assert swapped.errors == [] and swapped.all_survived and swapped.work_lost_s == 0, _agents(swapped)
+    assert any(a["action"] == "reclaim" for a in swapped.policy_actions), "a waiting call was pushed to swap"
+
+
 def _agents(result: ReplayResult) -> str:
-    return "; ".join(f"{a.name}: survived={a.survived} kills={a.oom_kills} error={a.error}" for a in result.agents) \
-        + f"; errors={result.errors}"
+    return "; ".join(f"{a.name}: survived={a.survived} kills={a.oom_kills} lost={a.work_lost_s} error={a.error}"
+                     for a in result.agents) + f"; errors={result.errors}"
 
 
 # `tight` (parent budget 89% of the summed peaks) under every policy in one run (the real peers oomd and earlyoom

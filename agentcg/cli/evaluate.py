@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import click
@@ -14,13 +14,15 @@ from agentcg.cgroup import Cgroup
 from agentcg.cli.errors import fail
 from agentcg.eval.bench import DENSITY_MEMORY_GIB, DENSITY_POLICIES, SWEEP_POLICIES, SWEEP_SHARES, density, sweep
 from agentcg.eval.registry import POLICIES, make_policy
-from agentcg.eval.reproduce import PAPER_POLICIES, PAPER_SCENARIOS
+from agentcg.eval.reproduce import (CONTENTION_POLICIES, CONTENTION_SCENARIOS, PAPER_POLICIES, PAPER_SCENARIOS,
+                                    SWAP_DIMENSION)
 from agentcg.harness import kernels
 from agentcg.workloads import engine
 from agentcg.workloads.engine import check_environment, run_scenario
 from agentcg.workloads.plan import DEFAULT_CHUNK, ReplayError
 from agentcg.workloads.results import render, render_bench
 from agentcg.workloads.scenario import DEFAULT_MEM_SCALE, DEFAULT_SPEED, ScenarioError, load_target
+from agentcg.workloads.swap import SWAPS
 
 
 @click.command()
@@ -37,15 +39,20 @@ from agentcg.workloads.scenario import DEFAULT_MEM_SCALE, DEFAULT_SPEED, Scenari
               help="allocation chunk (each chunk's allocate+touch time is one latency sample)")
 @click.option("--bench", "bench_mode", is_flag=True,
               help="replay each trace of TARGET alone and print fidelity and achieved speed per trace")
-def replay(target, speed, mem_scale, policy, as_json, parent, chunk_kib, bench_mode):
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="draw the scenario's start offsets (its jitter_s) from this seed")
+@click.option("--swap", type=click.Choice(SWAPS), default=None, help="swap for every agent (default: the scenario's)")
+def replay(target, speed, mem_scale, policy, as_json, parent, chunk_kib, bench_mode, seed, swap):
     """Replay SCENARIO (YAML, or a name in fixtures/scenarios) or TRACE (an agentcg-trace file, a run directory,
     recorded:<folder>/<task>) as processes in cgroups. Root and cgroup v2 with the memory controller only (a VM)."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     try:
-        scenario = load_target(target, bench_mode)
+        scenario = load_target(target, bench_mode, seed)
     except ScenarioError as e:
         fail(str(e))
+    if swap is not None:
+        scenario = replace(scenario, swap=swap)
     speed = speed if speed is not None else scenario.speed
     mem_scale = mem_scale if mem_scale is not None else scenario.mem_scale
     if speed <= 0 or mem_scale <= 0 or chunk_kib <= 0:
@@ -138,15 +145,17 @@ def density_cmd(pool, policies, memory_gib, speed, mem_scale):
 
 
 @bench.command("sweep")
-@click.argument("scenario", default="tight")
+@click.argument("scenario", default="contention")
 @click.option("--policy", "policies", multiple=True, default=SWEEP_POLICIES, show_default=True)
-@click.option("--share", "shares", multiple=True, type=float, default=SWEEP_SHARES, show_default=True)
-@click.option("--speed", type=float, default=50.0, show_default=True)
-@click.option("--mem-scale", type=float, default=0.05, show_default=True)
-def sweep_cmd(scenario, policies, shares, speed, mem_scale):
+@click.option("--share", "shares", multiple=True, type=float, default=SWEEP_SHARES, show_default=True,
+              help="parent budgets as shares of the agents' concurrent peak")
+@click.option("--speed", type=float, default=None, help="default: the scenario's")
+@click.option("--mem-scale", type=float, default=None, help="default: the scenario's")
+@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
+def sweep_cmd(scenario, policies, shares, speed, mem_scale, seed):
     """(In a guest: needs root and cgroup v2.) Budget sweep of SCENARIO; JSON on stdout."""
     try:
-        click.echo(json.dumps(sweep(scenario, tuple(policies), tuple(shares), speed, mem_scale), indent=1))
+        click.echo(json.dumps(sweep(scenario, tuple(policies), tuple(shares), speed, mem_scale, seed), indent=1))
     except (ReplayError, ScenarioError) as e:
         fail(str(e))
 
@@ -167,17 +176,37 @@ def paper_cmd(kernel, repeats, policies, scenarios):
         fail(str(e))
 
 
+@bench.command("contention")
+@click.option("--kernel", default="agentcg-6.12", show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="seeds 1..REPEATS")
+@click.option("--policy", "policies", multiple=True, default=CONTENTION_POLICIES, show_default=True)
+@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(CONTENTION_SCENARIOS),
+              default=CONTENTION_SCENARIOS, show_default=True)
+@click.option("--swap", "swaps", multiple=True, type=click.Choice(SWAPS), default=SWAP_DIMENSION, show_default=True)
+def contention_cmd(kernel, repeats, policies, scenarios, swaps):
+    """Agentcg's own fight (fixtures/scenarios/contention.yaml) under each policy, one seed per repeat, with and
+    without swap, in one guest: results/<kernel>/bench/contention.json (what each run lost, medians per cell)."""
+    from agentcg.eval import bench as bench_mod
+    try:
+        click.echo(f"results: {bench_mod.paper(kernel, repeats, tuple(policies), tuple(scenarios), tuple(swaps))}")
+    except (kernels.KernelError, bench_mod.BenchError) as e:
+        fail(str(e))
+
+
 @bench.command("paper-run")
 @click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--policy", "policies", multiple=True, default=PAPER_POLICIES, show_default=True)
-@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(PAPER_SCENARIOS), default=PAPER_SCENARIOS,
-              show_default=True)
-def paper_run_cmd(repeats, policies, scenarios):
-    """(In a guest: needs root and cgroup v2.) The paper's experiment; JSON on stdout, progress on stderr."""
+@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(PAPER_SCENARIOS + CONTENTION_SCENARIOS),
+              default=PAPER_SCENARIOS, show_default=True)
+@click.option("--swap", "swaps", multiple=True, type=click.Choice(SWAPS), default=None,
+              help="swap settings to run each scenario with (default: the scenario's own)")
+def paper_run_cmd(repeats, policies, scenarios, swaps):
+    """(In a guest: needs root and cgroup v2.) Scenarios x policies with repeats (`bench paper`, `bench
+    contention`); JSON on stdout, progress on stderr."""
     from agentcg.eval.reproduce import run_paper
     try:
         data = run_paper(repeats, scenarios=tuple(scenarios), policies=tuple(policies),
-                         progress=lambda line: click.echo(line, err=True))
+                         progress=lambda line: click.echo(line, err=True), swaps=tuple(swaps) or None)
     except (ReplayError, ScenarioError) as e:
         fail(str(e))
     click.echo(json.dumps(data, indent=1))

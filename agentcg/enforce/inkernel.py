@@ -32,6 +32,7 @@ from agentcg.ladder import reserve_for
 from agentcg.vocab import PAGE
 
 REPLY_TIMEOUT_S = 10.0
+DEFAULT_DELAYS_MS = (20, 2000)  # a delayed charge batch waits base..max ms (grows with how far over it is)
 
 
 class InKernelError(Exception):
@@ -58,8 +59,8 @@ def why_not(probed: dict | None = None) -> str | None:
 class InKernelPolicy:
     """A session with the attached policy: map updates and the event stream through one `memcg_loader serve`."""
 
-    def __init__(self, root: Path, reserve_bytes: int, base_delay_ms: int = 20, max_delay_ms: int = 2000,
-                 pin_name: str | None = None):
+    def __init__(self, root: Path, reserve_bytes: int, base_delay_ms: int = DEFAULT_DELAYS_MS[0],
+                 max_delay_ms: int = DEFAULT_DELAYS_MS[1], pin_name: str | None = None):
         """pin_name: a fixed name under bpffs (the daemon's, one per root), so a session that was killed before it
         could detach is found and replaced by the next; default a fresh one."""
         self.root, self.reserve_bytes = Path(root), reserve_bytes

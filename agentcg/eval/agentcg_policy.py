@@ -74,14 +74,17 @@ class AgentcgPolicy(Policy):
                          classes={k: v * self.mem_scale for k, v in cfg.classes.items()},
                          min_mib=cfg.min_mib * self.mem_scale, max_mib=cfg.max_mib * self.mem_scale)
         reserve = int(0.05 * limit) if limit else int(64 * (1 << 20) * self.mem_scale)
-        lad = ladder.LadderConfig(reserve_bytes=reserve)
+        lad, self.interval, delays = replay_clock(reserve, self.interval, self.speed, self.mem_scale)
+        self.log("*", "clock", f"time constants on the replay's clock ({self.speed:g}x): tick "
+                                f"{self.interval * 1e3:.0f} ms, freeze after {lad.freeze_after_s * 1e3:.0f} ms, kill "
+                                f"after {lad.kill_after_s * 1e3:.0f} ms, kernel delays {delays[0]}-{delays[1]} ms")
         if self.use_kernel:
             from agentcg.enforce.inkernel import InKernelError, InKernelPolicy, why_not
             reason = why_not()
             if reason:
                 raise ReplayError(f"policy agentcg-kernel: {reason}")
             try:
-                self.inkernel = InKernelPolicy(parent, reserve).open()
+                self.inkernel = InKernelPolicy(parent, reserve, base_delay_ms=delays[0], max_delay_ms=delays[1]).open()
             except InKernelError as e:
                 raise ReplayError(f"policy agentcg-kernel: {e}") from e
             self.log("*", "attach", f"in-kernel policy on {parent} (reserve {reserve} bytes)")
@@ -136,6 +139,26 @@ class AgentcgPolicy(Policy):
             except OSError:
                 pass  # still in use below: leave it on
         self._state.cleanup()
+
+
+TICK_FLOOR_S = 0.01  # the controller's shortest tick: one costs ~5 ms of CPU under TCG
+
+
+def replay_clock(reserve: int, interval: float, speed: float, mem_scale: float,
+                 ) -> tuple[ladder.LadderConfig, float, tuple[int, int]]:
+    """The controller's time constants as a replay at `speed` must see them to act as in real time: the ladder's
+    bounds and the tick divided by the speed (the tick no shorter than TICK_FLOOR_S), the fastest burst it paces
+    by multiplied by speed and memory scale, the in-kernel delays (base, max; whole ms, at least 1) divided by
+    the speed. "Growing" (a rise within growing_s) needs two ticks to be seen: never shorter."""
+    d = ladder.LadderConfig()
+    tick = max(interval / speed, TICK_FLOOR_S)
+    cfg = replace(d, reserve_bytes=reserve, freeze_after_s=d.freeze_after_s / speed,
+                  kill_after_s=d.kill_after_s / speed, swap_kill_after_s=d.swap_kill_after_s / speed,
+                  growing_s=max(d.growing_s / speed, 2 * tick), calm_tick_s=max(d.calm_tick_s / speed, tick),
+                  burst_bytes_per_s=d.burst_bytes_per_s * mem_scale * speed)
+    from agentcg.enforce.inkernel import DEFAULT_DELAYS_MS
+    delays = tuple(max(1, round(ms / speed)) for ms in DEFAULT_DELAYS_MS)
+    return cfg, tick, delays
 
 
 def weigh_cpu(parent: Path, agents: list[AgentCgroups]) -> bool | None:

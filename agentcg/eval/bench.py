@@ -28,9 +28,10 @@ from agentcg.workloads.scenario import SCENARIO_DIR, load_scenario
 # The evaluation vmtests: the comparisons `make test` leaves out (marker `evaluation`) and the scheduler's
 # measurements, which the report reads.
 EVALUATION_TESTS = "evaluation or test_sched_ext"
-SWEEP_POLICIES = ("none", "static-avg", "static-peak", "oomd", "earlyoom", "agentcg", "agentcg-kernel")
-SWEEP_SHARES = (0.7, 0.8, 0.9, 1.0, 1.1)
-DENSITY_POLICIES = ("none", "oomd", "agentcg", "agentcg-kernel")
+SWEEP_POLICIES = ("none", "static-avg", "static-peak", "container", "k8s", "oomd", "earlyoom", "protect-only",
+                  "agentcg", "agentcg-kernel")
+SWEEP_SHARES = (0.6, 0.7, 0.8, 0.9, 1.0)  # of the concurrent peak: at 1.0 everything fits
+DENSITY_POLICIES = ("none", "container", "oomd", "agentcg", "agentcg-kernel")
 DENSITY_MEMORY_GIB = 3.0  # trace memory (scaled with mem_scale like everything else)
 
 
@@ -40,13 +41,14 @@ def results_dir(kernel_slug: str) -> Path:
 
 # ---- the budget sweep (in a guest) ------------------------------------------------------------------------
 
-def sweep(scenario_name: str, policies: tuple[str, ...], shares: tuple[float, ...], speed: float,
-          mem_scale: float) -> dict:
-    """Replay the scenario under each policy at parent budgets of `shares` x the summed peaks; per policy the
-    smallest share at which every agent survived (None: none did)."""
+def sweep(scenario_name: str, policies: tuple[str, ...], shares: tuple[float, ...], speed: float | None,
+          mem_scale: float | None, seed: int = 1) -> dict:
+    """Replay the scenario (its start offsets from `seed`) under each policy at parent budgets of `shares` x the
+    peak of the agents' summed demand (their concurrent peak); per policy the smallest share at which no work was
+    lost (None: at none)."""
     from agentcg.cgroup import ROOT, Cgroup
-    scenario = load_scenario(SCENARIO_DIR / f"{scenario_name}.yaml")
-    total_peak = sum(scenario.peaks(1.0))
+    scenario = load_scenario(SCENARIO_DIR / f"{scenario_name}.yaml", seed=seed)
+    total_peak = max(b for _, b in scenario.summed_demand(1.0))
     Cgroup(ROOT).enable("memory")
     parent = Cgroup(ROOT).child(f"agentcg-bench-{scenario_name}")
     runs = []
@@ -61,17 +63,20 @@ def sweep(scenario_name: str, policies: tuple[str, ...], shares: tuple[float, ..
                     continue
                 runs.append({"share": share, "policy": policy, **outcome(result)})
                 print(f"sweep: {policy} at {share:.0%}: {runs[-1]['survived']}/{runs[-1]['agents']} survived, "
-                      f"{runs[-1]['tool_calls_killed']} tool calls killed", file=sys.stderr, flush=True)
+                      f"{runs[-1]['tool_calls_killed']} tool calls killed, {runs[-1]['work_lost_s']} s lost",
+                      file=sys.stderr, flush=True)
     finally:
         parent.destroy()
-    return {"scenario": scenario_name, "shares": list(shares), "runs": runs,
-            "smallest_share_all_survive": {p: smallest_share(runs, p) for p in policies}}
+    return {"scenario": scenario_name, "seed": seed, "shares_of": "concurrent peak", "shares": list(shares),
+            "runs": runs,
+            "smallest_share_no_loss": {p: smallest_share(runs, p) for p in policies}}
 
 
 def outcome(result) -> dict:
-    """What a run cost: agents alive, and tool calls killed on the way (by anyone)."""
+    """What a run cost: agents alive, tool calls killed on the way (by anyone), work lost (trace seconds)."""
     return {"survived": sum(a.survived for a in result.agents), "agents": len(result.agents),
-            "tool_calls_killed": result.tool_calls_killed}
+            "tool_calls_killed": result.tool_calls_killed, "work_lost_s": result.work_lost_s,
+            "no_loss": result.all_survived and result.work_lost_s == 0 and not result.errors}
 
 
 # ---- density (in a guest) ----------------------------------------------------------------------------------
@@ -129,22 +134,22 @@ def density(pool_name: str, policies: tuple[str, ...], memory_bytes: int, speed:
                     runs.append({"n": n, "policy": policy, "error": str(e)})
                     break
                 runs.append({"n": n, "policy": policy, **outcome(result)})
-                tried[n] = runs[-1]["survived"] == n
+                tried[n] = runs[-1]["no_loss"]  # a killed tool call is lost work: the run did not hold
                 print(f"density: {policy} with {n} agents: {runs[-1]['survived']}/{n} survived, "
                       f"{runs[-1]['tool_calls_killed']} tool calls killed", file=sys.stderr, flush=True)
             densest_n[policy] = densest(tried) if tried else None
     finally:
         parent.destroy()
     return {"pool": pool_name, "memory_bytes": memory_bytes, "pool_size": len(pool.agents),
-            "peak_provisioning": n_peak, "pool_exhausted": [p for p, n in densest_n.items() if n == len(pool.agents)], "runs": runs, "densest_zero_agent_kills": densest_n,
+            "peak_provisioning": n_peak, "pool_exhausted": [p for p, n in densest_n.items() if n == len(pool.agents)], "runs": runs, "densest_no_loss": densest_n,
             "vs_peak_provisioning": {p: (round(n / n_peak, 2) if n is not None and n_peak else None)
                                      for p, n in densest_n.items()}}
 
 
 def smallest_share(runs: list[dict], policy: str) -> float | None:
-    """The smallest budget share from which every agent survived at that share and every larger one (a lucky
-    survival below a failing share does not count)."""
-    mine = sorted((r["share"], r.get("survived") == r.get("agents") and "error" not in r)
+    """The smallest budget share from which no work was lost (every agent survived, no tool call was killed) at
+    that share and every larger one (a lucky run below a failing share does not count)."""
+    mine = sorted((r["share"], bool(r.get("no_loss")) and "error" not in r)
                   for r in runs if r["policy"] == policy)
     best = None
     for share, ok in reversed(mine):
@@ -204,9 +209,9 @@ def rows(m: dict) -> list[tuple[str, str, str, str]]:
                     f(reaction["kernel_p99_s"] * 1e3, "{:.1f} ms"), "-"))
     sweep_m = m.get("budget_sweep")
     if sweep_m:
-        sm = sweep_m["smallest_share_all_survive"]
+        sm = sweep_m["smallest_share_no_loss"]
         others = [p for p in sm if p not in ("agentcg", "agentcg-kernel")]
-        out.append(("sweep: smallest budget, all agents survive", f(sm.get("agentcg"), "{:.0%}"),
+        out.append(("sweep: smallest budget (of the concurrent peak), no work lost", f(sm.get("agentcg"), "{:.0%}"),
                     f(sm.get("agentcg-kernel"), "{:.0%}"),
                     ", ".join(f"{p} {f(sm.get(p), '{:.0%}')}" for p in others)))
         low = min(sweep_m["shares"])
@@ -216,9 +221,9 @@ def rows(m: dict) -> list[tuple[str, str, str, str]]:
                     ", ".join(f"{p} {f(killed.get(p), '{}')}" for p in others if p in killed)))
     dens = m.get("density")
     if dens:
-        dn = dens["densest_zero_agent_kills"]
+        dn = dens["densest_no_loss"]
         more = lambda p: "+" if p in dens.get("pool_exhausted", []) else ""  # noqa: E731 - the pool ran out
-        out.append((f"density: agents in {dens['memory_bytes'] / 2**30:.0f} GiB, no agent killed",
+        out.append((f"density: agents in {dens['memory_bytes'] / 2**30:.0f} GiB, no work lost",
                     f(dn.get("agentcg"), "{}") + more("agentcg"), f(dn.get("agentcg-kernel"), "{}") +
                     more("agentcg-kernel"),
                     f"peak provisioning {dens['peak_provisioning']}, " +
@@ -266,15 +271,15 @@ def figures(m: dict, out: Path) -> list[Path]:
             [cpu["default_slowdown"], cpu.get("weights_slowdown") or 0, cpu["agentcg_slowdown"]], "x alone")
     sweep_m = m.get("budget_sweep")
     if sweep_m:
-        sm = sweep_m["smallest_share_all_survive"]
+        sm = sweep_m["smallest_share_no_loss"]
         pols = list(sm)
-        bar("budget_sweep", "smallest budget where every agent survives", pols,
-            [(sm[p] or 0) * 100 for p in pols], "% of summed peaks (0: never)")
+        bar("budget_sweep", "smallest budget where no work is lost", pols,
+            [(sm[p] or 0) * 100 for p in pols], "% of the concurrent peak (0: never)")
     dens = m.get("density")
     if dens:
-        dn = dens["densest_zero_agent_kills"]
+        dn = dens["densest_no_loss"]
         labels = ["peak provisioning"] + list(dn)
-        bar("density", f"agents in {dens['memory_bytes'] / 2**30:.0f} GiB with no agent killed", labels,
+        bar("density", f"agents in {dens['memory_bytes'] / 2**30:.0f} GiB with no work lost", labels,
             [dens["peak_provisioning"]] + [dn[p] for p in dn], "agents")
     return made
 
@@ -317,7 +322,7 @@ def evaluate(kernel: str, run: bool = True, do_sweep: bool = True, do_density: b
         out = results_dir(k.slug) / "bench"
         out.mkdir(parents=True, exist_ok=True)
         if do_sweep:
-            (out / "sweep.json").write_text(in_guest(k, ["sweep", "tight"]))
+            (out / "sweep.json").write_text(in_guest(k, ["sweep", "contention"]))
         if do_density:
             (out / "density.json").write_text(in_guest(k, ["density"]))
     report(k.slug)
@@ -338,10 +343,11 @@ def in_guest(k, args: list[str], timeout_s: float = 3600) -> str:
     return (rwdir / "stdout").read_text()
 
 
-def paper(kernel: str, repeats: int, policies: tuple[str, ...], scenarios: tuple[str, ...] | None = None) -> Path:
-    """The paper's experiment (agentcg.eval.paper) on KERNEL, `repeats` times, in one guest; writes
-    results/<kernel>/bench/paper.json and paper.png (paper-<scenario> for one scenario alone), returns the JSON's
-    path."""
+def paper(kernel: str, repeats: int, policies: tuple[str, ...], scenarios: tuple[str, ...] | None = None,
+          swaps: tuple[str, ...] | None = None) -> Path:
+    """The paper's experiment (agentcg.eval.reproduce) on KERNEL, `repeats` times, in one guest; writes
+    results/<kernel>/bench/paper.json and paper.png (paper-<scenario> for one scenario alone, contention.* for
+    agentcg's own fight), returns the JSON's path."""
     import json as _json
 
     from agentcg.eval.reproduce import PAPER_SCENARIOS
@@ -350,13 +356,15 @@ def paper(kernel: str, repeats: int, policies: tuple[str, ...], scenarios: tuple
     k = kernels.resolve(kernel)
     runs = repeats * len(scenarios) * (len(policies) + 1)
     text = in_guest(k, ["paper-run", "--repeats", str(repeats), *[a for p in policies for a in ("--policy", p)],
-                        *[a for s in scenarios for a in ("--scenario", s)]],
-                    timeout_s=600 + 180 * runs)
+                        *[a for s in scenarios for a in ("--scenario", s)],
+                        *[a for s in swaps or () for a in ("--swap", s)]],
+                    timeout_s=600 + 180 * runs * len(swaps or (None,)))
     data = _json.loads(text)
     data["kernel"] = k.name
     out = results_dir(k.slug) / "bench"
     out.mkdir(parents=True, exist_ok=True)
     stem = "paper" if set(scenarios) == set(PAPER_SCENARIOS) else "-".join(scenarios)
+    data["swaps"] = list(swaps) if swaps else None
     path = out / f"{stem}.json"
     path.write_text(_json.dumps(data, indent=1))
     paper_figure(data, out / f"{stem}.png")
@@ -364,7 +372,8 @@ def paper(kernel: str, repeats: int, policies: tuple[str, ...], scenarios: tuple
 
 
 def paper_figure(data: dict, path: Path) -> None:
-    """Survival rate and HIGH's P95 allocation latency (median, bars from min to max) per policy and scenario."""
+    """Survival rate (work lost per run for agentcg's own fight, `swaps` set: median, bars from min to max) and
+    HIGH's P95 allocation latency (median, min to max) per policy and scenario."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -375,7 +384,13 @@ def paper_figure(data: dict, path: Path) -> None:
         per = data["scenarios"][name]
         policies = list(per)
         xs = [i + j * width for i in range(len(policies))]
-        axes[0].bar(xs, [per[p]["summary"]["survival_rate"] or 0 for p in policies], width, label=name)
+        if data.get("swaps"):
+            lost = [per[p]["summary"]["work_lost_s"] for p in policies]
+            med = [s["median"] or 0 for s in lost]
+            axes[0].bar(xs, med, width, label=name, yerr=[[m - (s["min"] or m) for m, s in zip(med, lost)],
+                                                          [(s["max"] or m) - m for m, s in zip(med, lost)]], capsize=3)
+        else:
+            axes[0].bar(xs, [per[p]["summary"]["survival_rate"] or 0 for p in policies], width, label=name)
         p95 = [per[p]["summary"]["hp_alloc_p95_ms"] for p in policies]
         med = [s["median"] or 0 for s in p95]
         err = [[m - (s["min"] or m) for m, s in zip(med, p95)], [(s["max"] or m) - m for m, s in zip(med, p95)]]
@@ -385,9 +400,10 @@ def paper_figure(data: dict, path: Path) -> None:
                 axes[1].text(x, 0, "no run\nfinished", ha="center", va="bottom", fontsize=7, rotation=90)
         for ax in axes:
             ax.set_xticks([i + width * (len(scenarios) - 1) / 2 for i in range(len(policies))], policies)
-    axes[0].set_ylabel("processes completed (share)")
+    axes[0].set_ylabel("work lost per run (trace s)" if data.get("swaps") else "processes completed (share)")
     axes[1].set_ylabel("HIGH allocation P95 (ms)")
-    axes[0].set_title(f"survival over {data['repeats']} runs")
+    axes[0].set_title(f"work lost, {data['repeats']} seeds: median, min-max" if data.get("swaps")
+                      else f"survival over {data['repeats']} runs")
     axes[1].set_title("HIGH P95 per run: median, min-max")
     axes[0].legend()
     fig.tight_layout()

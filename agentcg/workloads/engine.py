@@ -39,9 +39,11 @@ from agentcg.workloads.measure import fidelity, latency_summary, timeline
 from agentcg.workloads.plan import DEFAULT_CHUNK, ReplayError, TracePlan, build_plan, worker_events
 from agentcg.workloads.policy import AgentCgroups, NoPolicy, Policy
 from agentcg.workloads.results import AgentResult, CallResult, ReplayResult
+from agentcg.workloads.swap import SWAPS, ZramSwap
 from agentcg.workloads.scenario import DEFAULT_MEM_SCALE, DEFAULT_SPEED, AgentSpec, ProcessModel, Scenario
 
 COUNTER = "memory.current"  # what the workers steer by and the sampler reads (hierarchical: includes tools/)
+SWAPPED = "memory.swap.current"  # ... plus this when the replay has swap: memory pushed out is still held
 
 
 READY_TIMEOUT_S = 120.0  # worker start-up: ~1 s per interpreter under TCG, several starting at once
@@ -115,10 +117,11 @@ def _subreaper(on: bool | None = None) -> bool:
 
 
 def worker_plan(plan: TracePlan, cgroups: AgentCgroups, chunk: int, accounting: str,
-                model: ProcessModel | None = None) -> dict:
+                model: ProcessModel | None = None, swap: str = "none") -> dict:
     """The JSON document agentcg.workloads.worker reads. The process model: chunks are its growth steps, the base
     is held from the start, and the worker counts its own memory."""
-    doc = {"name": plan.name, "speed": plan.speed, "chunk": chunk, "accounting": accounting, "counter": COUNTER,
+    doc = {"name": plan.name, "speed": plan.speed, "chunk": chunk, "accounting": accounting,
+           "counter": [COUNTER, SWAPPED] if swap != "none" else COUNTER,
            "leaf": str(cgroups.agent.path), "tools": str(cgroups.tools.path), "duration": plan.duration,
            "events": worker_events(plan)}
     if model is not None:
@@ -145,7 +148,7 @@ class _Run:
         self.calls: dict[int, dict] = {}
         self.pids: set[int] = set()
         self.samples: list[tuple[float, int]] = []
-        self.current_fd: int | None = None
+        self.current_fds: list[int] = []
         self.error: str | None = None
         self.finished = False
 
@@ -205,11 +208,13 @@ def run(agents: list[AgentSpec], parent: Cgroup, policy: Policy | None = None, *
         mem_scale: float = DEFAULT_MEM_SCALE, chunk_bytes: int = DEFAULT_CHUNK, budget_bytes: int | None = None,
         timeout: float | None = None, sample_interval: float | None = None, scenario: str = "replay",
         on_progress: Callable[[str, float], None] | None = None, accounting: str = "cgroup",
-        model: ProcessModel | None = None) -> ReplayResult:
+        model: ProcessModel | None = None, swap: str = "none") -> ReplayResult:
     """Replay the agents' traces together under `parent` (which must exist and have the memory controller), with
     the parent's memory.max set to budget_bytes (restored afterwards), under `policy`. Everything created under
     the parent is destroyed before returning, also on errors and KeyboardInterrupt. With a process model
-    (agentcg.workloads.scenario.ProcessModel) each agent is one process holding its (process) trace, no tool calls."""
+    (agentcg.workloads.scenario.ProcessModel) each agent is one process holding its (process) trace, no tool calls.
+    `swap` (agentcg.workloads.swap): `none` keeps everything under the parent out of swap, `zram` gives the replay a
+    compressed swap device of the agents' summed peaks."""
     policy = policy or NoPolicy()
     policy.scale(speed=speed, mem_scale=mem_scale)
     if speed <= 0 or mem_scale <= 0 or chunk_bytes < PAGE:
@@ -218,6 +223,8 @@ def run(agents: list[AgentSpec], parent: Cgroup, policy: Policy | None = None, *
         raise ReplayError(f"budget must be positive, got {budget_bytes}")
     if not agents:
         raise ReplayError("nothing to replay")
+    if swap not in SWAPS:
+        raise ReplayError(f"swap must be one of {', '.join(SWAPS)}, got {swap!r}")
     names = [a.name for a in agents]
     if len(set(names)) != len(names):
         raise ReplayError(f"agent names must be unique: {names}")
@@ -232,6 +239,8 @@ def run(agents: list[AgentSpec], parent: Cgroup, policy: Policy | None = None, *
     workdir = Path(tempfile.mkdtemp(prefix="agentcg-replay-"))
     old_budget = _read(parent, "memory.max") if budget_bytes is not None else None
     old_subtree = _read(parent, "cgroup.subtree_control") or ""
+    old_swap_max = None
+    device = ZramSwap(sum(p.peak for p in plans)) if swap == "zram" else None
     was_subreaper = _subreaper(True)
     errors: list[str] = []
     set_up = False
@@ -241,6 +250,11 @@ def run(agents: list[AgentSpec], parent: Cgroup, policy: Policy | None = None, *
                 parent.enable("memory")
             if budget_bytes is not None:
                 parent.write("memory.max", max(-(-budget_bytes // PAGE) * PAGE, PAGE))
+            old_swap_max = _read(parent, "memory.swap.max")
+            if old_swap_max is None and swap != "none":
+                raise ReplayError(f"swap {swap}: {parent.path} has no memory.swap.max (a kernel without swap)")
+            if old_swap_max is not None:
+                parent.write("memory.swap.max", "max" if swap != "none" else 0)
             for spec, plan in zip(agents, plans):
                 top = parent.child(spec.name)
                 tops.append(top)
@@ -251,11 +265,13 @@ def run(agents: list[AgentSpec], parent: Cgroup, policy: Policy | None = None, *
                 cgroups.tools.enable("memory")
         except (OSError, CgroupError) as e:
             raise ReplayError(f"cannot set up the cgroups under {parent.path}: {e}") from e
+        if device is not None:
+            device.__enter__()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(REPO_ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
         for i, r in enumerate(runs):
             plan_path = workdir / f"plan-{i}.json"
-            plan_path.write_text(json.dumps(worker_plan(r.plan, r.cg, chunk_bytes, accounting, model)))
+            plan_path.write_text(json.dumps(worker_plan(r.plan, r.cg, chunk_bytes, accounting, model, swap)))
             r.stderr_path = workdir / f"worker-{i}.err"
             with open(r.stderr_path, "wb") as err:
                 # -S: no site packages (faster start, smaller footprint); the package comes from PYTHONPATH.
@@ -266,7 +282,8 @@ def run(agents: list[AgentSpec], parent: Cgroup, policy: Policy | None = None, *
         set_up = True
         policy.setup([r.cg for r in runs])
         for r in runs:
-            r.current_fd = os.open(r.cg.top.path / COUNTER, os.O_RDONLY)
+            r.current_fds = [os.open(r.cg.top.path / name, os.O_RDONLY)
+                             for name in ([COUNTER, SWAPPED] if swap != "none" else [COUNTER])]
         t0 = time.monotonic() + 0.1  # every worker is blocked on stdin: a moment to wake them all
         for r in runs:
             try:
@@ -283,10 +300,18 @@ def run(agents: list[AgentSpec], parent: Cgroup, policy: Policy | None = None, *
                 policy.teardown()
         finally:
             _cleanup(runs, tops, parent, budget_bytes, old_budget, old_subtree, errors)
+            if old_swap_max is not None:
+                try:
+                    parent.write("memory.swap.max", old_swap_max.strip())
+                except OSError as e:
+                    errors.append(f"restoring {parent.path}/memory.swap.max: {e}")
+            swap_stats = device.stats() if device is not None else {}
+            if device is not None:
+                device.__exit__(None, None, None)
             _subreaper(was_subreaper)
             shutil.rmtree(workdir, ignore_errors=True)
     return ReplayResult(scenario, policy.name, speed, mem_scale, chunk_bytes, budget_bytes, round(wall, 3), results,
-                        policy.actions, errors)
+                        policy.actions, errors, swap, swap_stats)
 
 
 def _wait_ready(runs: list[_Run], timeout: float) -> None:
@@ -332,9 +357,9 @@ def _monitor(runs: list[_Run], policy: Policy, t0: float, timeout: float, interv
         if now >= next_sample:
             elapsed = now - t0
             for r in runs:
-                if not r.finished and r.ended is None and r.current_fd is not None and elapsed >= 0:
+                if not r.finished and r.ended is None and r.current_fds and elapsed >= 0:
                     try:
-                        r.samples.append((round(elapsed, 6), int(os.pread(r.current_fd, 64, 0))))
+                        r.samples.append((round(elapsed, 6), sum(int(os.pread(fd, 64, 0)) for fd in r.current_fds)))
                     except (OSError, ValueError):
                         pass
             policy.on_tick(elapsed, [r.cg for r in runs])
@@ -448,9 +473,9 @@ def _cleanup(runs: list[_Run], tops: list[Cgroup], parent: Cgroup, budget: int |
     """Destroy every agent cgroup (killing what is left), reap every process, restore the parent."""
     pids: set[int] = set()
     for r in runs:
-        if r.current_fd is not None:
-            os.close(r.current_fd)
-            r.current_fd = None
+        for fd in r.current_fds:
+            os.close(fd)
+        r.current_fds = []
         pids |= r.pids
         if r.proc is not None and r.proc.stdin and not r.proc.stdin.closed:
             try:
@@ -545,6 +570,7 @@ def run_scenario(scenario: Scenario, parent: Cgroup, policy: Policy | None = Non
     """Replay a scenario: its agents together, the parent's budget computed from the traces for this scale."""
     speed = speed if speed is not None else scenario.speed
     mem_scale = mem_scale if mem_scale is not None else scenario.mem_scale
+    kw.setdefault("swap", scenario.swap)
     return run(scenario.agents, parent, policy, speed=speed, mem_scale=mem_scale,
                budget_bytes=scenario.budget_bytes(mem_scale), scenario=scenario.name, model=scenario.model, **kw)
 

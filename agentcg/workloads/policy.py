@@ -106,7 +106,9 @@ class PlatformPolicy(LimitPolicy):
     """What people deploy: one container (or pod) per agent, the shared budget split evenly between them as a
     platform packing n agents into a machine would, each a memory.max. `container` (podman/docker): memory.oom.group
     0, the OOM killer takes the container's biggest process. `k8s` (kubelet >= 1.28 on cgroup v2): memory.oom.group
-    1, one OOM kills the whole container, the agent included."""
+    1, one OOM kills the whole container, the agent included. Swap as they set it where the machine has swap:
+    docker/podman's `--memory` alone allows as much swap again (memory.swap.max = the limit); the kubelet's
+    default swap behavior (NoSwap) gives containers none (memory.swap.max 0)."""
 
     def __init__(self, oom_group: bool):
         super().__init__()
@@ -121,3 +123,8 @@ class PlatformPolicy(LimitPolicy):
         for a in agents:
             self.limit(a, share, self.oom_group,
                        f"1/{len(agents)} of the budget, memory.oom.group {int(self.oom_group)}")
+            if (a.top.path / "memory.swap.max").exists():
+                swap = 0 if self.oom_group else share
+                a.top.write("memory.swap.max", swap)
+                self.log(a.name, "memory.swap.max", "kubelet NoSwap" if self.oom_group else
+                         "docker/podman --memory without --memory-swap: as much swap again", bytes=swap)

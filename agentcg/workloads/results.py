@@ -64,6 +64,8 @@ class ReplayResult:
     agents: list[AgentResult]
     policy_actions: list[dict] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    swap: str = "none"  # agentcg.workloads.swap
+    swap_stats: dict = field(default_factory=dict)  # zram: what the device held at the end
 
     @property
     def all_survived(self) -> bool:

@@ -3,6 +3,7 @@ parent budget. Loaded from YAML (fixtures/scenarios), a trace file, a recorded r
 (the traces of ../shared/traces); every error is a ScenarioError naming the file and the field."""
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,6 +14,7 @@ from agentcg.paths import REPO_ROOT
 from agentcg.vocab import DEFAULT_PRIORITY, MIB, PRIORITIES
 from agentcg.workloads import traces as tracefiles
 from agentcg.workloads.plan import Curve, step_at
+from agentcg.workloads.swap import SWAPS
 from agentcg.workloads.traces import Sample, Trace, TraceError
 
 DEFAULT_SPEED = 50.0
@@ -87,6 +89,8 @@ class Scenario:
     description: str = ""
     path: str | None = None
     model: ProcessModel | None = None  # None: the tool-call model (agentcg.workloads.plan)
+    seed: int | None = None  # the seed its start offsets were drawn from (None: no jitter asked for, or none drawn)
+    swap: str = "none"  # none | zram (agentcg.workloads.swap), for every policy alike
 
     def summed_demand(self, mem_scale: float | None = None) -> list[tuple[float, int]]:
         """(trace second, bytes) of all agents together (all start at once), at every sample time of any agent:
@@ -177,7 +181,7 @@ def _resolve_trace(ref: str, base_dir: Path | None, traces_root: Path | None) ->
     raise ScenarioError(f"unknown trace {ref!r}: no such file (looked in {', '.join(str(c) for c in candidates)})")
 
 
-def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario:
+def load_scenario(path: str | Path, traces_root: Path | None = None, seed: int | None = None) -> Scenario:
     """Read and validate a scenario YAML; budgets are computed from the traces here.
 
     name: tight                      # optional (default: the file's stem)
@@ -189,6 +193,12 @@ def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario
                                      # (start offsets included); or {bytes: N} or {mib: N} (fixed, not scaled);
                                      # or null / absent: no budget
     align: peaks                     # optional: start each agent late enough that all peak at the same moment
+    jitter_s: 20                     # optional: each agent's start moves by a uniform draw in [-20, 20] s from
+                                     # the seed given to load_scenario (one draw per agent; no seed: no jitter)
+    window: {before_s: 60, after_s: 40}  # optional: replay only this span around the agents' concurrent peak
+                                     # (the peak of their summed demand, offsets included): shorter runs whose
+                                     # bursts still meet, since a replay's lateness cannot pile up before them
+    swap: zram                       # optional: none (default) or zram, the same for every policy
     model: tool-call                 # or {process: {base_mib: 100, step_mib: 64, mb_as_mib: true}} (ProcessModel)
     agents:
       - trace: recorded:batch_swebench_18tasks/Medical_Bio_Hard   # or fixtures/traces/synth-burst.json
@@ -199,8 +209,8 @@ def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario
     path = Path(path)
     where = str(path)
     data = config.read_mapping(path, ScenarioError)
-    config.check_keys(data, ("name", "description", "speed", "mem_scale", "budget", "agents", "model", "align"),
-                      where, ScenarioError)
+    config.check_keys(data, ("name", "description", "speed", "mem_scale", "budget", "agents", "model", "align",
+                             "jitter_s", "window", "swap"), where, ScenarioError)
     model = _model(data.get("model", "tool-call"), where)
     raw_agents = data.get("agents")
     if not isinstance(raw_agents, list) or not raw_agents:
@@ -241,6 +251,13 @@ def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario
         if any("start_s" in raw for raw in raw_agents):
             raise ScenarioError(f"{where}: align: peaks sets each agent's start: no start_s beside it")
         agents = aligned_peaks(agents)
+    jitter = config.number(data.get("jitter_s", 0), "jitter_s", where, ScenarioError, allow_zero=True)
+    if jitter > MAX_START_S:
+        raise ScenarioError(f"{where}: jitter_s must be at most {MAX_START_S:g}, got {jitter!r}")
+    if jitter and seed is not None:
+        agents = jittered(agents, jitter, seed)
+    if data.get("window") is not None:
+        agents = around_concurrent_peak(agents, _window(data["window"], where), model)
     share, budget, fixed = None, None, None
     raw_budget = data.get("budget")
     if raw_budget is not None:
@@ -264,7 +281,9 @@ def load_scenario(path: str | Path, traces_root: Path | None = None) -> Scenario
     if not isinstance(name, str) or not name:
         raise ScenarioError(f"{where}: name must be a non-empty string")
     description = data.get("description", "")
-    return Scenario(name, agents, share, budget, fixed, speed, mem_scale, str(description or ""), where, model)
+    swap = config.one_of(data.get("swap", "none"), SWAPS, "swap", where, ScenarioError)
+    return Scenario(name, agents, share, budget, fixed, speed, mem_scale, str(description or ""), where, model,
+                    seed if jitter else None, swap)
 
 
 MAX_START_S = 86400.0
@@ -279,7 +298,8 @@ def delayed(trace: Trace, start_s: float) -> Trace:
     samples = [Sample(first.t, first.mem_bytes, 0.0)] + [Sample(x.t + start_s, x.mem_bytes, x.cpu_pct)
                                                            for x in trace.samples]
     calls = [replace(c, start=c.start + start_s, end=c.end + start_s) for c in trace.calls]
-    return Trace(trace.name, trace.model, samples, calls, {**trace.meta, "start_s": start_s})
+    return Trace(trace.name, trace.model, samples, calls,
+                 {**trace.meta, "start_s": round(trace.meta.get("start_s", 0) + start_s, 3)})
 
 
 def aligned_peaks(agents: list[AgentSpec]) -> list[AgentSpec]:
@@ -289,6 +309,63 @@ def aligned_peaks(agents: list[AgentSpec]) -> list[AgentSpec]:
     at = [c.ts[c.ms.index(c.peak)] for c in curves]
     latest = max(at)
     return [replace(a, trace=delayed(a.trace, round(latest - t, 3))) for a, t in zip(agents, at)]
+
+
+def jittered(agents: list[AgentSpec], jitter_s: float, seed: int) -> list[AgentSpec]:
+    """Each agent's start moved by its own uniform draw in [-jitter_s, jitter_s] (random.Random(seed): the same
+    seed, the same offsets), then all shifted so the earliest starts at 0."""
+    rng = random.Random(seed)
+    offsets = [rng.uniform(-jitter_s, jitter_s) for _ in agents]
+    low = min(offsets)
+    return [replace(a, trace=delayed(a.trace, round(o - low, 3))) for a, o in zip(agents, offsets)]
+
+
+def _window(raw, where: str) -> tuple[float, float]:
+    at = f"{where}: window"
+    w = config.mapping(raw, "window", where, ScenarioError)
+    config.check_keys(w, ("before_s", "after_s"), at, ScenarioError)
+    if set(w) != {"before_s", "after_s"}:
+        raise ScenarioError(f"{at}: expected {{before_s: S, after_s: S}}")
+    before = config.number(w["before_s"], "before_s", at, ScenarioError, allow_zero=True)
+    after = config.number(w["after_s"], "after_s", at, ScenarioError)
+    if before > MAX_START_S or after > MAX_START_S:
+        raise ScenarioError(f"{at}: before_s and after_s must be at most {MAX_START_S:g}")
+    return before, after
+
+
+def around_concurrent_peak(agents: list[AgentSpec], window: tuple[float, float],
+                           model: ProcessModel | None) -> list[AgentSpec]:
+    """Every agent's trace cut to [peak - before, peak + after], where peak is the moment of the agents' highest
+    summed demand; times then count from the window's start. An agent that has ended before the window or not
+    begun by its end is refused (it would replay nothing)."""
+    demand = Scenario("", agents, model=model, mem_scale=1.0).summed_demand()
+    top = max(b for _, b in demand)
+    peak_t = next(t for t, b in demand if b == top)
+    a, b = max(peak_t - window[0], 0.0), peak_t + window[1]
+    out = []
+    for spec in agents:
+        t0 = spec.trace.samples[0].t
+        if spec.trace.samples[-1].t - t0 <= a:
+            raise ScenarioError(f"agent {spec.name}: its trace ends before the window [{a:.0f}, {b:.0f}] s")
+        out.append(replace(spec, trace=windowed(spec.trace, a, b)))
+    return out
+
+
+def windowed(trace: Trace, a: float, b: float) -> Trace:
+    """The trace over [a, b] (seconds since its first sample), times then counted from a: memory at a and at b
+    interpolated as the tool-call model reads it (agentcg.workloads.plan.Curve), the tool calls that overlap the
+    window cut to it."""
+    curve = Curve(trace)
+    t0 = trace.samples[0].t
+    b = min(b, curve.duration)
+    inside = [s for s in trace.samples if a < s.t - t0 < b]
+    before = [s for s in trace.samples if s.t - t0 <= a]
+    cpu = before[-1].cpu_pct if before else 0.0
+    samples = [Sample(t0, int(curve.at(a)), cpu)] + [Sample(s.t - a, s.mem_bytes, s.cpu_pct) for s in inside] + \
+        [Sample(t0 + b - a, int(curve.at(b)), (inside[-1].cpu_pct if inside else cpu))]
+    calls = [replace(c, start=max(c.start, t0 + a) - a, end=min(c.end, t0 + b) - a) for c in trace.calls
+             if c.end > t0 + a and c.start < t0 + b]
+    return Trace(trace.name, trace.model, samples, calls, {**trace.meta, "window_s": [round(a, 3), round(b, 3)]})
 
 
 def _model(raw, where: str) -> ProcessModel | None:
@@ -314,17 +391,17 @@ def single(trace: Trace, source: str = "", priority: str = "normal") -> Scenario
     return Scenario(trace.name, [AgentSpec(agent_name(trace.name, set()), trace, source, priority)])
 
 
-def load_target(target: str, bench_mode: bool = False) -> Scenario:
+def load_target(target: str, bench_mode: bool = False, seed: int | None = None) -> Scenario:
     """SCENARIO.yaml, a trace file, a recorded run directory or `recorded:<folder>/<task>`; with bench_mode also a
     directory of runs or `recorded:<folder>` (every usable run in it)."""
     path = Path(target)
     if path.suffix in (".yaml", ".yml") and not target.startswith(RECORDED):
         if not path.is_file() and (SCENARIO_DIR / path.name).is_file():
             path = SCENARIO_DIR / path.name
-        return load_scenario(path)
+        return load_scenario(path, seed=seed)
     if not path.suffix and not target.startswith(RECORDED) and not path.exists() \
             and (SCENARIO_DIR / f"{target}.yaml").is_file():
-        return load_scenario(SCENARIO_DIR / f"{target}.yaml")  # `agentcg replay tight`
+        return load_scenario(SCENARIO_DIR / f"{target}.yaml", seed=seed)  # `agentcg replay tight`
     try:
         ref = str(path.resolve()) if path.exists() else target  # a path relative to the working directory
         trace, source = resolve_trace(ref)

@@ -14,13 +14,13 @@ def keep_replay(name: str, result) -> None:
         (out / f"{name}.json").write_text(result.to_json())
 
 
-def scenario_or_skip(name: str):
+def scenario_or_skip(name: str, seed: int | None = None):
     """A scenario of fixtures/scenarios; a skip (with the reason) when it needs the recorded traces and
     ../shared/traces is not there."""
     import pytest
 
     from agentcg.workloads.scenario import SCENARIO_DIR, SharedTracesMissing, load_scenario
     try:
-        return load_scenario(SCENARIO_DIR / f"{name}.yaml")
+        return load_scenario(SCENARIO_DIR / f"{name}.yaml", seed=seed)
     except SharedTracesMissing as e:
         pytest.skip(f"scenario {name} needs the recorded traces: {e}")

@@ -54,6 +54,9 @@ import time
 LATE_TOLERANCE_S = 0.002  # lateness below this (sleep overshoot) does not shift the schedule
 FLUSH_EVERY_S = 0.1
 _MAP = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+# What a page holds: half random, half zeros, so it compresses about 2:1 as program memory does. A constant fill
+# would be stored by zram as one word per page (its same-filled pages) and make swap look free.
+FILL = os.urandom(2048) + bytes(2048)
 
 
 def _chunk(size: int, dontfork: bool) -> mmap.mmap:
@@ -72,17 +75,17 @@ def _chunk(size: int, dontfork: bool) -> mmap.mmap:
 class Held:
     """Anonymous memory a process holds in equal chunks, steered towards a target by a memory counter."""
 
-    def __init__(self, chunk: int, current_path: str | None, dontfork: bool):
+    def __init__(self, chunk: int, counters: list[str] | None, dontfork: bool):
         self.chunk = chunk
-        self.pattern = b"\x5a" * chunk
+        self.pattern = FILL * (chunk // len(FILL)) + FILL[:chunk % len(FILL)]
         self.chunks: list[mmap.mmap] = []
-        self.fd = os.open(current_path, os.O_RDONLY) if current_path else None
+        self.fds = [os.open(path, os.O_RDONLY) for path in counters or []]
         self.dontfork = dontfork  # the agent's chunks must not be shared with (and kept alive by) forked calls
         self.latencies: list[float] = []  # seconds per chunk, not yet reported
         self.peak = 0
 
     def current(self) -> int:
-        value = int(os.pread(self.fd, 64, 0)) if self.fd is not None else len(self.chunks) * self.chunk
+        value = sum(int(os.pread(fd, 64, 0)) for fd in self.fds) if self.fds else len(self.chunks) * self.chunk
         if value > self.peak:
             self.peak = value
         return value
@@ -164,6 +167,15 @@ def _sleep_until(deadline: float) -> None:
         time.sleep(remaining)
 
 
+def counters(cgroup: str, plan: dict) -> list[str] | None:
+    """The files whose sum is what a cgroup holds (accounting "cgroup"): memory.current, plus memory.swap.current
+    when the replay has swap (memory pushed out is still held); None: count the chunks (accounting "self")."""
+    if plan["accounting"] != "cgroup":
+        return None
+    names = plan["counter"] if isinstance(plan["counter"], list) else [plan["counter"]]
+    return [os.path.join(cgroup, name) for name in names]
+
+
 def run_call(path: str, event: dict, sock: socket.socket, plan: dict, due: float, t0: float) -> None:
     """Body of a forked tool call: join its cgroup, follow its memory points, report, maybe hold, exit.
     Its schedule starts when the call was due: fork and cgroup migration (an RCU grace period, slow under TCG)
@@ -177,8 +189,7 @@ def run_call(path: str, event: dict, sock: socket.socket, plan: dict, due: float
     # nothing protected the agent).
     with open("/proc/self/oom_score_adj", "w") as f:
         f.write("0")
-    counter = os.path.join(path, plan["counter"]) if plan["accounting"] == "cgroup" else None
-    held = Held(plan["chunk"], counter, dontfork=False)
+    held = Held(plan["chunk"], counters(path, plan), dontfork=False)
     points = event["p"]
     origin = due
     owner = bool(event.get("o"))
@@ -208,14 +219,13 @@ class Agent:
     def __init__(self, plan: dict, out: Reporter):
         self.plan = plan
         self.out = out
-        counter = os.path.join(plan["leaf"], plan["counter"]) if plan["accounting"] == "cgroup" else None
         self.base = None
         if plan.get("model") == "process":  # the base is held before the start and is no latency sample
             self.base = Steps(plan["chunk"], dontfork=True)
             self.base.adjust(int(plan.get("base", 0)))
             self.held = Steps(plan["chunk"], dontfork=True)
         else:
-            self.held = Held(plan["chunk"], counter, dontfork=True)
+            self.held = Held(plan["chunk"], counters(plan["leaf"], plan), dontfork=True)
         self.calls: dict[int, dict] = {}
         self.checkpoints: list[list[float]] = []
         self.call_checkpoints: list[list[float]] = []  # the window owners' (see run_call)
