@@ -75,3 +75,12 @@ def test_table_reports_the_sweep_with_tool_calls_killed_and_density():
     assert table["sweep: smallest budget (of the concurrent peak), no work lost"] == ("80%", "70%", "none 70%, oomd 80%")
     assert table["sweep at 70%: tool calls killed"] == ("2", "0", "none 1, oomd 1")
     assert table["density: agents in 6 GiB, no work lost"] == ("9", "15+", "peak provisioning 4, none 6")
+
+
+def test_the_sweep_with_zram_is_its_own_row():
+    m = {"budget_sweep": {"shares": [0.6, 0.8], "smallest_share_no_loss": {
+            "none": None, "agentcg": None, "agentcg-kernel": None,
+            "none+zram": 0.8, "agentcg+zram": 0.8, "agentcg-kernel+zram": 0.6}, "runs": []}}
+    table = {r[0]: r[1:] for r in rows(m)}
+    assert table["sweep with zram: smallest budget, no work lost"] == ("80%", "60%", "none+zram 80%")
+    assert table["sweep: smallest budget (of the concurrent peak), no work lost"] == ("-", "-", "none -")

@@ -152,10 +152,12 @@ def density_cmd(pool, policies, memory_gib, speed, mem_scale):
 @click.option("--speed", type=float, default=None, help="default: the scenario's")
 @click.option("--mem-scale", type=float, default=None, help="default: the scenario's")
 @click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
-def sweep_cmd(scenario, policies, shares, speed, mem_scale, seed):
+@click.option("--swap", "swaps", multiple=True, type=click.Choice(SWAPS), default=("none",), show_default=True)
+def sweep_cmd(scenario, policies, shares, speed, mem_scale, seed, swaps):
     """(In a guest: needs root and cgroup v2.) Budget sweep of SCENARIO; JSON on stdout."""
     try:
-        click.echo(json.dumps(sweep(scenario, tuple(policies), tuple(shares), speed, mem_scale, seed), indent=1))
+        click.echo(json.dumps(sweep(scenario, tuple(policies), tuple(shares), speed, mem_scale, seed, tuple(swaps)),
+                              indent=1))
     except (ReplayError, ScenarioError) as e:
         fail(str(e))
 

@@ -42,34 +42,37 @@ def results_dir(kernel_slug: str) -> Path:
 # ---- the budget sweep (in a guest) ------------------------------------------------------------------------
 
 def sweep(scenario_name: str, policies: tuple[str, ...], shares: tuple[float, ...], speed: float | None,
-          mem_scale: float | None, seed: int = 1) -> dict:
-    """Replay the scenario (its start offsets from `seed`) under each policy at parent budgets of `shares` x the
-    peak of the agents' summed demand (their concurrent peak); per policy the smallest share at which no work was
-    lost (None: at none)."""
+          mem_scale: float | None, seed: int = 1, swaps: tuple[str, ...] = ("none",)) -> dict:
+    """Replay the scenario (its start offsets from `seed`) under each policy and swap setting at parent budgets of
+    `shares` x the peak of the agents' summed demand (their concurrent peak); per policy (`+zram` appended with
+    swap) the smallest share at which no work was lost (None: at none)."""
     from agentcg.cgroup import ROOT, Cgroup
     scenario = load_scenario(SCENARIO_DIR / f"{scenario_name}.yaml", seed=seed)
     total_peak = max(b for _, b in scenario.summed_demand(1.0))
     Cgroup(ROOT).enable("memory")
     parent = Cgroup(ROOT).child(f"agentcg-bench-{scenario_name}")
     runs = []
+    labels = [p if swap == "none" else f"{p}+{swap}" for swap in swaps for p in policies]
     try:
         for share in shares:
-            at = replace(scenario, budget_fixed_bytes=None, budget_trace_bytes=int(total_peak * share))
-            for policy in policies:
-                try:
-                    result = run_scenario(at, parent, make_policy(policy), speed=speed, mem_scale=mem_scale)
-                except ReplayError as e:  # e.g. agentcg-kernel on a kernel without memcg_bpf_ops
-                    runs.append({"share": share, "policy": policy, "error": str(e)})
-                    continue
-                runs.append({"share": share, "policy": policy, **outcome(result)})
-                print(f"sweep: {policy} at {share:.0%}: {runs[-1]['survived']}/{runs[-1]['agents']} survived, "
-                      f"{runs[-1]['tool_calls_killed']} tool calls killed, {runs[-1]['work_lost_s']} s lost",
-                      file=sys.stderr, flush=True)
+            for swap in swaps:
+                at = replace(scenario, budget_fixed_bytes=None, budget_trace_bytes=int(total_peak * share), swap=swap)
+                for policy in policies:
+                    label = policy if swap == "none" else f"{policy}+{swap}"
+                    try:
+                        result = run_scenario(at, parent, make_policy(policy), speed=speed, mem_scale=mem_scale)
+                    except ReplayError as e:  # e.g. agentcg-kernel on a kernel without memcg_bpf_ops
+                        runs.append({"share": share, "policy": label, "error": str(e)})
+                        continue
+                    runs.append({"share": share, "policy": label, **outcome(result)})
+                    print(f"sweep: {label} at {share:.0%}: {runs[-1]['survived']}/{runs[-1]['agents']} survived, "
+                          f"{runs[-1]['tool_calls_killed']} tool calls killed, {runs[-1]['work_lost_s']} s lost",
+                          file=sys.stderr, flush=True)
     finally:
         parent.destroy()
     return {"scenario": scenario_name, "seed": seed, "shares_of": "concurrent peak", "shares": list(shares),
             "runs": runs,
-            "smallest_share_no_loss": {p: smallest_share(runs, p) for p in policies}}
+            "smallest_share_no_loss": {p: smallest_share(runs, p) for p in labels}}
 
 
 def outcome(result) -> dict:
@@ -211,6 +214,12 @@ def rows(m: dict) -> list[tuple[str, str, str, str]]:
     if sweep_m:
         sm = sweep_m["smallest_share_no_loss"]
         others = [p for p in sm if p not in ("agentcg", "agentcg-kernel")]
+        if "agentcg-kernel+zram" in sm:
+            out.append(("sweep with zram: smallest budget, no work lost", f(sm.get("agentcg+zram"), "{:.0%}"),
+                        f(sm.get("agentcg-kernel+zram"), "{:.0%}"),
+                        ", ".join(f"{p} {f(sm.get(p), '{:.0%}')}" for p in sm
+                                  if p.endswith("+zram") and not p.startswith("agentcg"))))
+            others = [p for p in others if not p.endswith("+zram")]
         out.append(("sweep: smallest budget (of the concurrent peak), no work lost", f(sm.get("agentcg"), "{:.0%}"),
                     f(sm.get("agentcg-kernel"), "{:.0%}"),
                     ", ".join(f"{p} {f(sm.get(p), '{:.0%}')}" for p in others)))
@@ -322,7 +331,7 @@ def evaluate(kernel: str, run: bool = True, do_sweep: bool = True, do_density: b
         out = results_dir(k.slug) / "bench"
         out.mkdir(parents=True, exist_ok=True)
         if do_sweep:
-            (out / "sweep.json").write_text(in_guest(k, ["sweep", "contention"]))
+            (out / "sweep.json").write_text(in_guest(k, ["sweep", "contention", "--swap", "none", "--swap", "zram"]))
         if do_density:
             (out / "density.json").write_text(in_guest(k, ["density"]))
     report(k.slug)
