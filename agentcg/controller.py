@@ -153,6 +153,7 @@ class Controller:
         self.calls: dict[tuple[str, str], CallState] = {}
         self.agents: dict[str, AgentState] = {}
         self.turn: str | None = None  # the agent growing while agents share too little headroom
+        self._kills: list[tuple] = []  # this look's kill decisions: one is carried out (ladder.first_to_kill)
         self.files = FileCache()  # what every tick reads, kept open
         self._priority: dict[str, str] = {}  # per workload, read once: it is fixed when the workload is made
         self._wl: dict[str, tuple[Cgroup, Cgroup]] = {}  # workload -> (its cgroup, its tools cgroup)
@@ -166,6 +167,7 @@ class Controller:
 
     def tick(self) -> None:
         self.ticks += 1
+        self._kills.clear()  # a look cut short by an error carries none over
         if self.inkernel:
             self._kernel_events()
         if self.scheduler:
@@ -195,6 +197,14 @@ class Controller:
                     if not cgroup_gone(e):
                         raise
                     self._drop_call(wname, cg.name)
+        if self._kills:
+            kill = self._kills[ladder.first_to_kill([(k[4].priority, k[4].usage) for k in self._kills])]
+            self._kills.clear()
+            try:
+                self._apply(*kill)
+            except OSError as e:
+                if not cgroup_gone(e):
+                    raise
         self._take_turns(agents)
         settled = self.turn is None and not any(a.waiting for a in self.agents.values()) \
             and not any(c.stage in ("throttled", "frozen", "swapped") for c in self.calls.values())
@@ -374,7 +384,9 @@ class Controller:
                                stalled_for=now - state.stalled_since if state.stalled_since else 0.0,
                                priority=priority, swapped=swapped, swap_free=swap_free)
         decision = ladder.decide(view, self.cfg)
-        if decision.acts:
+        if decision.action == "kill":  # one kill per look, the lowest priority first (ladder.first_to_kill)
+            self._kills.append((wname, cg, state, decision, view, meta))
+        elif decision.acts:
             self._apply(wname, cg, state, decision, view, meta)
 
     def _swapped(self, cg: Cgroup) -> int:

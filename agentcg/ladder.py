@@ -13,7 +13,9 @@ The ladder, per tool call:
 - throttled: when headroom comes back (2 x reserve) memory.high is lifted again. When the call keeps stalling
   on memory.high (its memory PSI `stall_frac` >= `stall_frac` of the time) for `freeze_after_s`, it is frozen:
   a throttle alone can stall a call forever when nothing is reclaimable (no swap).
-- frozen: thawed (and memory.high lifted) as soon as the workload has room for it again. With swap free for
+- frozen: thawed (and memory.high lifted) as soon as the workload has room for it again. When several calls are
+  due to be killed at once, only the lowest-priority one (the largest of those) is, and the others are looked at
+  again (`first_to_kill`). With swap free for
   all it holds, its memory is pushed out (memory.reclaim on the frozen call): it stops holding the memory others
   need, and waits in swap. Without swap, killed as a last resort after `kill_after_s` without room. Killing
   takes the whole tool subtree (cgroup.kill).
@@ -142,6 +144,14 @@ def decide(v: ToolView, cfg: LadderConfig) -> Decision:
                                     f"resume ({_mib(max(v.headroom, 0))} headroom)")
         return NOTHING
     return NOTHING
+
+
+def first_to_kill(candidates: list[tuple[str, int]]) -> int:
+    """Of the calls the ladder would kill in the same look ((priority, usage) each), the one to kill now: the
+    lowest priority, the largest of those. The others wait for the next look, which may find the room its death
+    made (and thaw them instead)."""
+    rank = {p: i for i, p in enumerate(PRIORITY)}
+    return min(range(len(candidates)), key=lambda i: (rank.get(candidates[i][0], 1), -candidates[i][1], i))
 
 
 def can_act(stage: str, headroom: int, priority: str, cfg: LadderConfig) -> bool:

@@ -84,3 +84,17 @@ def test_the_sweep_with_zram_is_its_own_row():
     table = {r[0]: r[1:] for r in rows(m)}
     assert table["sweep with zram: smallest budget, no work lost"] == ("80%", "60%", "none+zram 80%")
     assert table["sweep: smallest budget (of the concurrent peak), no work lost"] == ("-", "-", "none -")
+
+
+def test_the_contention_cells_report_work_lost_and_completion():
+    def cell(lost, clean, killed=0, hp=1.1):
+        return {"summary": {"work_lost_s_median": lost, "runs_without_loss": clean, "runs": 5,
+                            "agents_killed_median": killed, "hp_completion_vs_alone_median": hp}}
+    m = {"contention": {"scenarios": {"contention+zram": {
+        "none": cell(0, 5, hp=1.17), "k8s": cell(34.7, 0, killed=1, hp=None), "agentcg": cell(0, 5, hp=1.43),
+        "agentcg-kernel": cell(0, 5, hp=1.26)}}}}
+    table = {r[0]: r[1:] for r in rows(m)}
+    assert table["contention+zram: work lost per run (median)"] == (
+        "0 s, 5/5 without loss", "0 s, 5/5 without loss",
+        "none 0 s, 5/5 without loss; k8s 35 s, 0/5 without loss, 1 agents killed")
+    assert table["contention+zram: high-prio completion vs alone"] == ("1.43x", "1.26x", "none 1.17x, k8s -")

@@ -217,3 +217,9 @@ def test_a_swapped_call_thaws_only_with_room_for_what_it_swapped_and_waits_longe
     assert decide(view(**swapped, headroom=0, stage_age=CFG.kill_after_s + 1), CFG).action == "none"
     d = decide(view(**swapped, headroom=0, stage_age=CFG.swap_kill_after_s + 0.1), CFG)
     assert d.action == "kill" and "in swap" in d.reason
+
+
+def test_of_calls_due_to_be_killed_together_the_lowest_priority_and_then_the_largest_goes_first():
+    assert ladder.first_to_kill([("high", 900 * MIB), ("normal", 10 * MIB), ("low", 5 * MIB)]) == 2
+    assert ladder.first_to_kill([("high", 900 * MIB), ("normal", 10 * MIB), ("normal", 50 * MIB)]) == 2
+    assert ladder.first_to_kill([("high", 1 * MIB)]) == 0

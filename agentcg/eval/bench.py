@@ -30,7 +30,7 @@ from agentcg.workloads.scenario import SCENARIO_DIR, load_scenario
 EVALUATION_TESTS = "evaluation or test_sched_ext"
 SWEEP_POLICIES = ("none", "static-avg", "static-peak", "container", "k8s", "oomd", "earlyoom", "protect-only",
                   "agentcg", "agentcg-kernel")
-SWEEP_SHARES = (0.6, 0.7, 0.8, 0.9, 1.0)  # of the concurrent peak: at 1.0 everything fits
+SWEEP_SHARES = (0.6, 0.7, 0.8, 0.9, 1.0)  # of the concurrent peak (at 1.0 the replay's own overheads are over)
 DENSITY_POLICIES = ("none", "container", "oomd", "agentcg", "agentcg-kernel")
 DENSITY_MEMORY_GIB = 3.0  # trace memory (scaled with mem_scale like everything else)
 
@@ -169,7 +169,7 @@ def collect(kernel_slug: str) -> dict:
     found = {}
     for path in sorted((out / "guest" / "measurements").glob("*.json")):
         found[path.stem] = json.loads(path.read_text())
-    for name, key in (("sweep.json", "budget_sweep"), ("density.json", "density")):
+    for name, key in (("sweep.json", "budget_sweep"), ("density.json", "density"), ("contention.json", "contention")):
         path = out / "bench" / name
         if path.exists():
             found[key] = json.loads(path.read_text())
@@ -197,6 +197,22 @@ def rows(m: dict) -> list[tuple[str, str, str, str]]:
                     f"{k.get('kernel_delays')}", "-"))
         out.append(("tight: high-prio completion vs alone", f(u.get("high_overhead"), "{:.2f}x"),
                     f(k.get("high_overhead"), "{:.2f}x"), f"alone {f(tight.get('alone_s'))} s"))
+    for cell, per in ((m.get("contention") or {}).get("scenarios") or {}).items():
+        def lost(p):
+            s = (per.get(p) or {}).get("summary")
+            if not s:
+                return "-"
+            return (f"{f(s['work_lost_s_median'], '{:.0f}')} s, {s['runs_without_loss']}/{s['runs']} without loss"
+                    + (f", {f(s['agents_killed_median'], '{:g}')} agents killed" if s["agents_killed_median"] else ""))
+
+        def hp(p):
+            s = (per.get(p) or {}).get("summary")
+            return f(s and s["hp_completion_vs_alone_median"], "{:.2f}x")
+        others = [p for p in per if p not in ("agentcg", "agentcg-kernel")]
+        out.append((f"{cell}: work lost per run (median)", lost("agentcg"), lost("agentcg-kernel"),
+                    "; ".join(f"{p} {lost(p)}" for p in others)))
+        out.append((f"{cell}: high-prio completion vs alone", hp("agentcg"), hp("agentcg-kernel"),
+                    ", ".join(f"{p} {hp(p)}" for p in others)))
     moderate = m.get("moderate_policies")
     if moderate:
         u, k, n = moderate.get("agentcg", {}), moderate.get("agentcg-kernel", {}), moderate.get("none", {})
