@@ -154,6 +154,9 @@ class Controller:
         self.agents: dict[str, AgentState] = {}
         self.turn: str | None = None  # the agent growing while agents share too little headroom
         self._kills: list[tuple] = []  # this look's kill decisions: one is carried out (ladder.first_to_kill)
+        self._reclaiming: dict[str, threading.Thread] = {}  # memory.reclaim in progress, per call cgroup
+        self._reclaim_errors: list[str] = []  # from those threads, logged by the next tick
+        self.reclaim_cpu_s = 0.0
         self.files = FileCache()  # what every tick reads, kept open
         self._priority: dict[str, str] = {}  # per workload, read once: it is fixed when the workload is made
         self._wl: dict[str, tuple[Cgroup, Cgroup]] = {}  # workload -> (its cgroup, its tools cgroup)
@@ -168,6 +171,10 @@ class Controller:
     def tick(self) -> None:
         self.ticks += 1
         self._kills.clear()  # a look cut short by an error carries none over
+        while self._reclaim_errors:
+            self.log.emit(event="controller_error", error=self._reclaim_errors.pop(0))
+        for key in [k for k, t in self._reclaiming.items() if not t.is_alive()]:
+            del self._reclaiming[key]
         if self.inkernel:
             self._kernel_events()
         if self.scheduler:
@@ -443,11 +450,7 @@ class Controller:
         elif action == "freeze":
             cg.freeze(True)
         elif action == "reclaim":
-            try:
-                cg.write("memory.reclaim", decision.reclaim)
-            except OSError as e:
-                if e.errno != errno.EAGAIN:  # EAGAIN: less than asked could be reclaimed; it waits all the same
-                    raise
+            self._reclaim(cg, decision.reclaim)
         elif action == "thaw":
             cg.write("memory.high", "max")
             cg.freeze(False)
@@ -462,6 +465,29 @@ class Controller:
         self.log.emit(event="decision", action=action, reason=decision.reason, workload=wname, call=cg.name,
                       usage=view.usage, budget=view.budget, headroom=view.headroom,
                       stall_frac=round(view.stall_frac, 3))
+
+    def _reclaim(self, cg: Cgroup, amount: int) -> None:
+        """Push a frozen call's memory out. The kernel reclaims (into swap: compression, for zram) in the thread
+        that writes memory.reclaim, for as long as that takes (under TCG ~2 s of CPU for a few MiB): a thread of its
+        own, so the ticks go on meanwhile. Its CPU time is counted apart (reclaim_cpu_s)."""
+        key = str(cg.path)
+        running = self._reclaiming.get(key)
+        if running is not None and running.is_alive():
+            return
+
+        def work() -> None:
+            started = time.thread_time()
+            try:
+                cg.write("memory.reclaim", amount)
+            except OSError as e:
+                # EAGAIN: less than asked could be reclaimed, the call waits all the same; ENOENT/ENODEV: it is gone
+                if e.errno not in (errno.EAGAIN, errno.ENOENT, errno.ENODEV):
+                    self._reclaim_errors.append(f"memory.reclaim of {cg.path}: {e}")
+            finally:
+                self.reclaim_cpu_s += time.thread_time() - started
+        thread = threading.Thread(target=work, name="agentcg-reclaim", daemon=True)
+        self._reclaiming[key] = thread
+        thread.start()
 
     def _finish(self, wname: str, cg: Cgroup, state: CallState) -> None:
         try:

@@ -107,6 +107,9 @@ class AgentcgPolicy(Policy):
             self.log("*", "controller-cpu", "CPU time of the controller's thread (its ticks; in-kernel work is "
                                             "charged to the tasks it runs in)",
                      seconds=round(getattr(self, "controller_cpu_s", 0.0), 3))
+            if self.ctl and self.ctl.reclaim_cpu_s:
+                self.log("*", "reclaim-cpu", "CPU time of the threads writing memory.reclaim (the kernel's reclaim "
+                                             "into swap, done in the writer)", seconds=round(self.ctl.reclaim_cpu_s, 3))
         logged = []
         if self.ctl:
             path = self.ctl.log.path
