@@ -347,7 +347,9 @@ def evaluate(kernel: str, run: bool = True, do_sweep: bool = True, do_density: b
         out = results_dir(k.slug) / "bench"
         out.mkdir(parents=True, exist_ok=True)
         if do_sweep:
-            (out / "sweep.json").write_text(in_guest(k, ["sweep", "contention", "--swap", "none", "--swap", "zram"]))
+            # 10 policies x 5 shares x 2 swap settings, ~30 s a run under TCG
+            (out / "sweep.json").write_text(in_guest(k, ["sweep", "contention", "--swap", "none", "--swap", "zram"],
+                                                     timeout_s=3 * 3600))
         if do_density:
             (out / "density.json").write_text(in_guest(k, ["density"]))
     report(k.slug)
