@@ -126,19 +126,19 @@ def _room(path: str, available: int, memo: dict, read: Callable[[Path], str]) ->
     return room
 
 
-def swap_free_bytes(read: Callable[[Path], str] = read_text) -> int:
-    """SwapFree of /proc/meminfo in bytes (0: no swap)."""
+def meminfo(read: Callable[[Path], str] = read_text) -> dict[str, int]:
+    """/proc/meminfo in bytes, by field (MemAvailable, SwapFree, ...)."""
+    out = {}
     for line in read(Path("/proc/meminfo")).splitlines():
-        if line.startswith("SwapFree:"):
-            return int(line.split()[1]) * 1024
-    return 0
+        name, _, rest = line.partition(":")
+        fields = rest.split()
+        if fields and fields[0].isdigit():
+            out[name] = int(fields[0]) * (1024 if fields[1:] == ["kB"] else 1)
+    return out
 
 
 def host_available(read: Callable[[Path], str] = read_text) -> int:
-    for line in read(Path("/proc/meminfo")).splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return meminfo(read).get("MemAvailable", 0)
 
 
 class Controller:
@@ -157,6 +157,7 @@ class Controller:
         self._reclaiming: dict[str, threading.Thread] = {}  # memory.reclaim in progress, per call cgroup
         self._reclaim_errors: list[str] = []  # from those threads, logged by the next tick
         self.reclaim_cpu_s = 0.0
+        self._meminfo: dict[str, int] = {}  # this tick's /proc/meminfo
         self.files = FileCache()  # what every tick reads, kept open
         self._priority: dict[str, str] = {}  # per workload, read once: it is fixed when the workload is made
         self._wl: dict[str, tuple[Cgroup, Cgroup]] = {}  # workload -> (its cgroup, its tools cgroup)
@@ -181,7 +182,8 @@ class Controller:
             self._check_scheduler()
         now = time.monotonic()
         read = self.files.read
-        available, memo = host_available(read), {}
+        self._meminfo = meminfo(read)  # read once a tick: headroom and the swap rung both need it
+        available, memo = self._meminfo.get("MemAvailable", 0), {}
         workloads = self._workloads()
         agents, rooms = [], []
         for wname in workloads:
@@ -384,7 +386,7 @@ class Controller:
         else:
             state.stalled_since = None
         budget = self._budget(meta)
-        swapped, swap_free = (self._swapped(cg), swap_free_bytes(self.files.read)) \
+        swapped, swap_free = (self._swapped(cg), self._meminfo.get("SwapFree", 0)) \
             if state.stage in ("frozen", "swapped") else (0, 0)
         view = ladder.ToolView(usage=usage, budget=budget, headroom=headroom, stall_frac=stall_frac,
                                stage=state.stage, stage_age=now - state.stage_since,

@@ -81,6 +81,9 @@ def summarize(runs: list[dict], processes: int) -> dict:
 
     def over(key):
         return _spread([r[key] for r in ok if r[key] is not None])
+
+    def every(key):  # over every run, failed ones included
+        return _spread([r[key] for r in runs if r.get(key) is not None])
     return {
         "processes": processes, "runs": len(runs), "failed_runs": sum(r["failed"] for r in runs),
         "survival_rate": round(sum(len(r["survived"]) for r in runs) / (processes * len(runs)), 4) if runs else None,
@@ -90,21 +93,15 @@ def summarize(runs: list[dict], processes: int) -> dict:
         "throttle_events": over("throttle_events"), "hp_alloc_max_ms": over("hp_alloc_max_ms"),
         "hp_growth_median_ms": per_growth(ok),
         # what was lost, over every run (a failed run's losses are real losses too)
-        "agents_killed_median": _median([r.get("agents_killed") for r in runs]),
-        "calls_killed_median": _median([r.get("calls_killed") for r in runs]),
-        "work_lost_s_median": _median([r.get("work_lost_s") for r in runs]),
-        "work_lost_s": _spread([r["work_lost_s"] for r in runs if r.get("work_lost_s") is not None]),
+        "agents_killed_median": every("agents_killed")["median"],
+        "calls_killed_median": every("calls_killed")["median"],
+        "work_lost_s_median": every("work_lost_s")["median"],
+        "work_lost_s": every("work_lost_s"),
         "runs_without_loss": sum(r.get("work_lost_s") == 0 and not r.get("agents_killed") and not r["failed"]
                                  for r in runs),
         "hp_completion_vs_alone_median": over("hp_completion_vs_alone")["median"],
         "hp_alloc_p95_ms_median": over("hp_alloc_p95_ms")["median"],
     }
-
-
-def _median(values: list) -> float | None:
-    import statistics
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 def per_growth(runs: list[dict]) -> list[float] | None:
