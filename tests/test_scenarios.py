@@ -140,3 +140,9 @@ def test_jitter_moves_starts_only_with_a_seed(tmp_path):
     assert moved.seed == 7
     starts = [a.trace.meta.get("start_s", 0) for a in moved.agents]
     assert min(starts) == 0 and 0 < max(starts) <= 10
+
+
+def test_an_absurd_budget_share_is_one_scenario_error(tmp_path):
+    path = _two_agents(tmp_path, "budget: {share_of_peaks: 2.0e+299}\n")
+    with pytest.raises(ScenarioError, match="at most 100"):
+        load_scenario(path)

@@ -265,6 +265,9 @@ def load_scenario(path: str | Path, traces_root: Path | None = None, seed: int |
                 not set(raw_budget) <= {"share_of_peaks", "share_of_concurrent_peak", "bytes", "mib"}:
             raise ScenarioError(f"{where}: budget must be {{share_of_peaks: F}}, {{share_of_concurrent_peak: F}}, "
                                 "{bytes: N}, {mib: N} or null")
+        for key in ("share_of_peaks", "share_of_concurrent_peak"):
+            if key in raw_budget and isinstance(raw_budget[key], (int, float)) and raw_budget[key] > MAX_SHARE:
+                raise ScenarioError(f"{where}: budget {key} must be at most {MAX_SHARE:g}, got {raw_budget[key]!r}")
         if "share_of_peaks" in raw_budget:
             share = config.number(raw_budget["share_of_peaks"], "budget share_of_peaks", where, ScenarioError)
             budget = int(round(share * sum(Curve(a.trace).peak for a in agents)))
@@ -287,6 +290,7 @@ def load_scenario(path: str | Path, traces_root: Path | None = None, seed: int |
 
 
 MAX_START_S = 86400.0
+MAX_SHARE = 100.0  # a budget share beyond this is a typo (and beyond floats' reach as an int)
 
 
 def delayed(trace: Trace, start_s: float) -> Trace:
