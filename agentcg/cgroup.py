@@ -9,6 +9,7 @@ import errno
 import os
 import select
 import signal
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -71,6 +72,82 @@ class FileCache:
         fd = self._fds.pop(key, None)
         if fd is not None:
             os.close(fd)
+
+
+class ChildWatch:
+    """Which watched directories had a child made or removed since the last look (inotify: mkdir and rmdir on
+    cgroup2 notify like on any file system). The controller lists a directory's child cgroups only then, not 20
+    times a second (under TCG a listing of the ~50 interface files costs ~1 ms). Each look: poll(), then
+    changed() per directory. A directory that cannot be watched (no inotify, the watch limit) counts as changed
+    at every look."""
+    _IN_CREATE, _IN_DELETE, _IN_MOVED_FROM, _IN_MOVED_TO = 0x100, 0x200, 0x40, 0x80
+    _IN_DELETE_SELF, _IN_IGNORED, _IN_Q_OVERFLOW, _IN_ONLYDIR = 0x400, 0x8000, 0x4000, 0x1000000
+    _IN_ISDIR = 0x40000000  # the event is about a directory (a child cgroup, not a file)
+    _HEADER = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
+
+    def __init__(self):
+        import ctypes
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wds: dict[str, int] = {}  # path -> watch descriptor
+        self._paths: dict[int, str] = {}
+        self._changed: set[str] = set()
+
+    def changed(self, path: Path | str) -> bool:
+        """True the first time a directory is asked about, and whenever a child came or went before the last
+        poll() and since its last look (or the watch failed or overflowed)."""
+        key = str(path)
+        if key not in self._wds:
+            wd = self._libc.inotify_add_watch(self._fd, key.encode(), self._IN_CREATE | self._IN_DELETE
+                                              | self._IN_MOVED_FROM | self._IN_MOVED_TO | self._IN_DELETE_SELF
+                                              | self._IN_ONLYDIR) if self._fd >= 0 else -1
+            if wd < 0:
+                return True
+            self._wds[key], self._paths[wd] = wd, key
+            self._changed.discard(key)
+            return True
+        if key in self._changed:
+            self._changed.discard(key)
+            return True
+        return False
+
+    def forget(self, path: Path | str) -> None:
+        wd = self._wds.pop(str(path), None)
+        if wd is not None:
+            self._paths.pop(wd, None)
+            self._libc.inotify_rm_watch(self._fd, wd)  # EINVAL when the directory is gone: its watch went with it
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._wds.clear()
+        self._paths.clear()
+
+    def poll(self) -> None:
+        """Take in what happened since the last poll (one read when nothing did: once per look, not per
+        directory)."""
+        while self._fd >= 0:
+            try:
+                data = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return
+            at = 0
+            while at + self._HEADER.size <= len(data):
+                wd, mask, _, size = self._HEADER.unpack_from(data, at)
+                at += self._HEADER.size + size
+                if mask & self._IN_Q_OVERFLOW:  # events were lost: every directory may have changed
+                    self._changed.update(self._wds)
+                    continue
+                path = self._paths.get(wd)
+                if path is None:
+                    continue
+                if mask & (self._IN_IGNORED | self._IN_DELETE_SELF):  # the directory is gone: watch it anew
+                    self._paths.pop(wd, None)
+                    self._wds.pop(path, None)
+                elif not mask & self._IN_ISDIR:
+                    continue
+                self._changed.add(path)
 
 
 def parse_keyed(text: str) -> dict[str, int]:

@@ -2,7 +2,8 @@
 
 Works on any cgroup v2 kernel (no BPF needed). Per tick and tool call it reads memory.current, the stall time
 from memory.pressure ("some" total) and the workload's headroom; agentcg.ladder decides; the action is written
-to the cgroup (memory.high, cgroup.freeze, cgroup.kill) and logged as one JSON line with its reason. A killed
+to the cgroup (memory.high, cgroup.freeze, memory.reclaim, cgroup.kill; between the calls under one limit, the
+lower priority yields first: agentcg.ladder.yields) and logged as one JSON line with its reason. A killed
 call's reason is stored in its metadata for the agent (`agentcg exec` prints it). Finished calls teach the
 budgets their peaks and are removed. While workloads are short of headroom it also reads their agent leaves, and
 agents take turns growing (agentcg.ladder.agent_turns: the others, below high priority, wait at memory.high).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import select
 import threading
 import time
@@ -29,7 +31,7 @@ from typing import Callable
 
 from agentcg import ladder
 from agentcg.budgets import Budgets
-from agentcg.cgroup import ROOT, Cgroup, FileCache, parse_keyed, parse_pressure
+from agentcg.cgroup import ROOT, Cgroup, ChildWatch, FileCache, parse_pressure
 from agentcg.enforce import sched
 from agentcg.layout import Layout
 
@@ -51,6 +53,7 @@ class CallState:
     peak: int = 0
     was_populated: bool = False
     first_seen: float = field(default_factory=time.monotonic)
+    meta: object = None  # its metadata once nothing the controller uses can change (started, budget recorded)
 
 
 @dataclass
@@ -100,41 +103,76 @@ def workload_headroom(wl: Cgroup, available: int | None = None, memo: dict | Non
     """Bytes the workload can still charge: the tightest memory.max among it and its ancestors, or what the
     host has available (agents often share a parent budget rather than having their own). Per tick, pass the
     host's `available` and one `memo` for all workloads: their shared ancestors are then read once."""
+    return workload_room(wl, available, memo, read)[0]
+
+
+def workload_room(wl: Cgroup, available: int | None = None, memo: dict | None = None,
+                  read: Callable[[Path], str] = read_text, limits: dict | None = None) -> tuple[int, str]:
+    """The workload's headroom (workload_headroom) and its pool: the cgroup whose limit binds it ("" for the
+    host's memory). Workloads of one pool compete for the same headroom. `limits` (path: memory.max) keeps the
+    limits read across looks: they are configuration, and change rarely."""
     available = host_available(read) if available is None else available
-    return _room(str(wl.path), available, {} if memo is None else memo, read)
+    return _room(str(wl.path), available, {} if memo is None else memo, read, {} if limits is None else limits)
 
 
 _ROOT = str(ROOT)
 
 
-def _room(path: str, available: int, memo: dict, read: Callable[[Path], str]) -> int:
-    """What `path` and its ancestors still let be charged below it (paths as strings: 20 times a second)."""
+def _room(path: str, available: int, memo: dict, read: Callable[[Path], str], limits: dict) -> tuple[int, str]:
+    """What `path` and its ancestors still let be charged below it, and where the tightest limit is (paths as
+    strings: 20 times a second)."""
     if path in memo:
         return memo[path]
     if path == _ROOT:  # the root cgroup has no memory.max: only the host limits (no failing open each tick)
-        memo[path] = available
-        return available
-    try:
-        limit = int(read(path + "/memory.max").replace("max", str(UNLIMITED)))
-    except FileNotFoundError:  # the root cgroup, or no memory controller: only the host limits
-        memo[path] = available
-        return available
-    room = _room(os.path.dirname(path), available, memo, read)
+        memo[path] = (available, "")
+        return memo[path]
+    limit = _limit(path + "/memory.max", read, limits)
+    if limit is None:  # no memory controller: only the host limits
+        memo[path] = (available, "")
+        return memo[path]
+    room = _room(os.path.dirname(path), available, memo, read, limits)
     if limit < UNLIMITED:
-        room = min(room, limit - int(read(path + "/memory.current")))
+        here = limit - int(read(path + "/memory.current"))
+        if here < room[0]:
+            room = (here, path)
     memo[path] = room
     return room
 
 
+def _limit(file: str, read: Callable[[Path], str], limits: dict) -> int | None:
+    """A limit file's value (UNLIMITED for "max"; None without the file), kept in `limits` across looks."""
+    limit = limits.get(file)
+    if limit is None:
+        try:
+            limit = limits[file] = int(read(file).replace("max", str(UNLIMITED)))
+        except FileNotFoundError:
+            return None
+    return limit
+
+
+def swap_room(path: str, swap_free: int, memo: dict, read: Callable[[Path], str], limits: dict) -> int:
+    """What `path` may still put in swap: the host's free swap, within every memory.swap.max from it up (a
+    parent at memory.swap.max 0 keeps everything below it out of swap, whatever the host has)."""
+    if path in memo:
+        return memo[path]
+    parent = os.path.dirname(path)
+    if path == _ROOT or parent == path:
+        return swap_free
+    limit = _limit(path + "/memory.swap.max", read, limits)  # None: no swap accounting here
+    room = swap_room(parent, swap_free, memo, read, limits)
+    if limit is not None and limit < UNLIMITED:
+        room = min(room, limit - int(read(path + "/memory.swap.current")))
+    memo[path] = room
+    return room
+
+
+_MEMINFO_FIELD = re.compile(r"^(MemAvailable|SwapFree):\s+(\d+) kB$", re.MULTILINE)
+
+
 def meminfo(read: Callable[[Path], str] = read_text) -> dict[str, int]:
-    """/proc/meminfo in bytes, by field (MemAvailable, SwapFree, ...)."""
-    out = {}
-    for line in read(Path("/proc/meminfo")).splitlines():
-        name, _, rest = line.partition(":")
-        fields = rest.split()
-        if fields and fields[0].isdigit():
-            out[name] = int(fields[0]) * (1024 if fields[1:] == ["kB"] else 1)
-    return out
+    """What the controller needs of /proc/meminfo, in bytes: MemAvailable and SwapFree (one regular expression
+    over the text: splitting its ~55 lines every tick cost the controller a third of its CPU under TCG)."""
+    return {name: int(kib) * 1024 for name, kib in _MEMINFO_FIELD.findall(read(Path("/proc/meminfo")))}
 
 
 def host_available(read: Callable[[Path], str] = read_text) -> int:
@@ -153,12 +191,19 @@ class Controller:
         self.calls: dict[tuple[str, str], CallState] = {}
         self.agents: dict[str, AgentState] = {}
         self.turn: str | None = None  # the agent growing while agents share too little headroom
-        self._kills: list[tuple] = []  # this look's kill decisions: one is carried out (ladder.first_to_kill)
+        self._looks: list[tuple] = []  # this look's calls: (pool, workload, cgroup, state, decision, view, meta)
         self._reclaiming: dict[str, threading.Thread] = {}  # memory.reclaim in progress, per call cgroup
         self._reclaim_errors: list[str] = []  # from those threads, logged by the next tick
         self.reclaim_cpu_s = 0.0
-        self._meminfo: dict[str, int] = {}  # this tick's /proc/meminfo
+        self._meminfo: dict[str, int] = {}  # /proc/meminfo as last read
+        self._limits: dict[str, int] = {}  # memory.max per cgroup path, as last read
+        self._slow_read_at = float("-inf")  # when /proc/meminfo and the limits were last read
+        self._host_bound = False  # a workload's headroom was the host's available memory at the last look
+        self._swap_memo: dict[str, int] = {}  # this look's swap room per cgroup path (swap_room)
         self.files = FileCache()  # what every tick reads, kept open
+        self.children = ChildWatch()  # which directories had a cgroup made or removed since the last look
+        self._listed: dict[str, dict[str, int]] = {}  # per workload, its call cgroups as last listed (name: id)
+        self._workloads_listed: list[tuple[str, int]] = []
         self._priority: dict[str, str] = {}  # per workload, read once: it is fixed when the workload is made
         self._wl: dict[str, tuple[Cgroup, Cgroup]] = {}  # workload -> (its cgroup, its tools cgroup)
         self._call_cgs: dict[tuple[str, str], CallEntry] = {}
@@ -171,7 +216,7 @@ class Controller:
 
     def tick(self) -> None:
         self.ticks += 1
-        self._kills.clear()  # a look cut short by an error carries none over
+        self._looks.clear()  # a look cut short by an error carries none over
         while self._reclaim_errors:
             self.log.emit(event="controller_error", error=self._reclaim_errors.pop(0))
         for key in [k for k, t in self._reclaiming.items() if not t.is_alive()]:
@@ -182,14 +227,21 @@ class Controller:
             self._check_scheduler()
         now = time.monotonic()
         read = self.files.read
-        self._meminfo = meminfo(read)  # read once a tick: headroom and the swap rung both need it
-        available, memo = self._meminfo.get("MemAvailable", 0), {}
+        self.children.poll()  # which workloads and calls came or went since the last look
+        if self._host_bound or now - self._slow_read_at >= self.cfg.calm_tick_s:
+            # under a cgroup limit, the host's available memory only bounds the headroom from afar: it, swap free
+            # and the limits are read at the calm pace (under TCG /proc/meminfo costs ~2 ms a read); every look
+            # while a workload's headroom is the host's own
+            self._meminfo, self._limits, self._slow_read_at = meminfo(read), {}, now
+        available, memo, host_bound = self._meminfo.get("MemAvailable", 0), {}, False
+        self._swap_memo = {}
         workloads = self._workloads()
         agents, rooms = [], []
         for wname in workloads:
             _, wl, tools = self._wl[wname]
             try:
-                headroom = workload_headroom(wl, available, memo, read)
+                headroom, pool = workload_room(wl, available, memo, read, self._limits)
+                host_bound |= pool == ""
                 priority = self._workload_priority(wname)
                 rooms.append((headroom, priority))
                 if wname not in self.tracked_workloads:
@@ -201,19 +253,13 @@ class Controller:
                 agents.append(agent)
             for cg in self._calls_of(wname, tools):
                 try:
-                    self._tick_call(wname, cg, headroom, priority, now)
+                    self._tick_call(wname, cg, headroom, pool, priority, now)
                 except OSError as e:
                     if not cgroup_gone(e):
                         raise
                     self._drop_call(wname, cg.name)
-        if self._kills:
-            kill = self._kills[ladder.first_to_kill([(k[4].priority, k[4].usage) for k in self._kills])]
-            self._kills.clear()
-            try:
-                self._apply(*kill)
-            except OSError as e:
-                if not cgroup_gone(e):
-                    raise
+        self._host_bound = host_bound
+        self._decide_look()
         self._take_turns(agents)
         settled = self.turn is None and not any(a.waiting for a in self.agents.values()) \
             and not any(c.stage in ("throttled", "frozen", "swapped") for c in self.calls.values())
@@ -266,7 +312,11 @@ class Controller:
         """The workloads now (as Layout.workloads, without re-checking known ones each tick). One removed, or
         removed and made again under its name (a new cgroup id), has everything kept for it dropped."""
         root = self.layout.root
-        listed = {name: cgid for name, cgid in Cgroup(root).child_ids()
+        if self.children.changed(root):
+            self._workloads_listed = Cgroup(root).child_ids()
+        # a workload is listed once its agent leaf exists (made just after the workload's cgroup: the
+        # directory event may come before it); checked again each look until then
+        listed = {name: cgid for name, cgid in self._workloads_listed
                   if (name in self._wl and self._wl[name][0] == cgid) or (root / name / "agent").is_dir()}
         for wname in [w for w, kept in self._wl.items() if listed.get(w) != kept[0]]:
             self._drop_workload(wname)
@@ -279,12 +329,10 @@ class Controller:
         """The workload's call cgroups still to watch. Calls gone since the last tick (removed by their launcher
         before a tick saw them empty) are dropped; finished ones wait, unwatched, for their launcher to remove
         them (observed again, they would be started and finished twice)."""
-        # most ticks find no call at all (an agent thinking): one read of cgroup.stat instead of a directory listing
-        try:
-            idle = self.files.read(f"{tools.path}/cgroup.stat").startswith("nr_descendants 0\n")  # its first line
-        except FileNotFoundError:
-            idle = False  # removed (child_ids then lists nothing), or not a cgroup file system
-        listed = {} if idle else dict(tools.child_ids())
+        # listed again only when a call cgroup came or went (most ticks: none did)
+        if self.children.changed(tools.path) or wname not in self._listed:
+            self._listed[wname] = dict(tools.child_ids())
+        listed = self._listed[wname]
         for (w, name), entry in list(self._call_cgs.items()):
             if w == wname and listed.get(name) != entry.cgid:
                 self._drop_call(wname, name)
@@ -326,6 +374,8 @@ class Controller:
             self.turn = None
         self.tracked_workloads.discard(wname)
         self.files.forget(wl.path)
+        self.children.forget(wl.path / "tools")
+        self._listed.pop(wname, None)
 
     def _workload_priority(self, wname: str) -> str:
         """Fixed when the workload is made: read once, but kept only once its file exists (a workload is listed as
@@ -353,10 +403,29 @@ class Controller:
             cached = self._metas[path] = (ident, self.layout.load_meta(wname, call), now)
         return cached[1]
 
-    def _tick_call(self, wname: str, cg: Cgroup, headroom: int, priority: str, now: float) -> None:
+    def _decide_look(self) -> None:
+        """Carry out what the ladder decides for the calls of this look: each call's rung (ladder.decide), with
+        priorities between the calls of a pool (ladder.yields), and one kill per look, the lowest priority
+        first (ladder.first_to_kill)."""
+        looks, self._looks = self._looks, []
+        final = ladder.yields([(pool, view, decision) for pool, _, _, _, decision, view, _ in looks], self.cfg)
+        kills = [(look, d) for look, d in zip(looks, final) if d.action == "kill"]
+        chosen = [kills[ladder.first_to_kill([(look[5].priority, look[5].usage) for look, _ in kills])]] \
+            if kills else []
+        for (_, wname, cg, state, _, view, meta), decision in \
+                [(look, d) for look, d in zip(looks, final) if d.acts and d.action != "kill"] + chosen:
+            try:
+                self._apply(wname, cg, state, decision, view, meta)
+            except OSError as e:
+                if not cgroup_gone(e):
+                    raise
+                self._drop_call(wname, cg.name)
+
+    def _tick_call(self, wname: str, cg: Cgroup, headroom: int, pool: str, priority: str, now: float) -> None:
         key = (wname, cg.name)
-        meta = self._load_meta(wname, cg.name)  # before cgroup.events: launchers record the pid after the move
         state = self.calls.get(key)
+        # before cgroup.events: launchers record the pid after the move
+        meta = state.meta if state is not None and state.meta is not None else self._load_meta(wname, cg.name)
         if state is None:
             state = self.calls[key] = CallState(stage=self._adopted_stage(wname, cg))
             if meta and not meta.budget:  # described before it started: its class's budget as of now
@@ -368,8 +437,10 @@ class Controller:
             if self.inkernel:
                 self.inkernel.track_call(cg, self._budget(meta), priority)
             self._schedule(cg.path, sched.sched_class(meta.cls if meta else "other"), wname)
-        populated = bool(parse_keyed(self.files.read(f"{cg.path}/cgroup.events")).get("populated"))
+        populated = "populated 1" in self.files.read(f"{cg.path}/cgroup.events")
         state.was_populated |= populated
+        if state.was_populated and meta and meta.budget:
+            state.meta = meta  # its budget and pid are fixed from here: no stat of its file every tick
         if not populated and state.stage not in ("frozen", "swapped") and self._call_over(state, meta):
             self._finish(wname, cg, state)
             return
@@ -386,17 +457,15 @@ class Controller:
         else:
             state.stalled_since = None
         budget = self._budget(meta)
-        swapped, swap_free = (self._swapped(cg), self._meminfo.get("SwapFree", 0)) \
-            if state.stage in ("frozen", "swapped") else (0, 0)
+        swapped = self._swapped(cg) if state.stage in ("frozen", "swapped") else 0
+        swap_free = swap_room(str(cg.path), self._meminfo.get("SwapFree", 0), self._swap_memo, self.files.read,
+                              self._limits) if state.stage != "running" else 0
         view = ladder.ToolView(usage=usage, budget=budget, headroom=headroom, stall_frac=stall_frac,
                                stage=state.stage, stage_age=now - state.stage_since,
                                stalled_for=now - state.stalled_since if state.stalled_since else 0.0,
-                               priority=priority, swapped=swapped, swap_free=swap_free)
-        decision = ladder.decide(view, self.cfg)
-        if decision.action == "kill":  # one kill per look, the lowest priority first (ladder.first_to_kill)
-            self._kills.append((wname, cg, state, decision, view, meta))
-        elif decision.acts:
-            self._apply(wname, cg, state, decision, view, meta)
+                               priority=priority, swapped=swapped, swap_free=swap_free,
+                               reclaiming=self._is_reclaiming(cg))
+        self._looks.append((pool, wname, cg, state, ladder.decide(view, self.cfg), view, meta))
 
     def _swapped(self, cg: Cgroup) -> int:
         """memory.swap.current of a call (0 on a kernel without swap accounting)."""
@@ -457,6 +526,7 @@ class Controller:
             cg.write("memory.high", "max")
             cg.freeze(False)
         elif action == "kill":
+            meta = self.layout.load_meta(wname, cg.name) or meta  # as its launcher last wrote it
             if meta:
                 meta.killed_reason = decision.reason
                 self.layout.save_meta(meta)
@@ -468,13 +538,15 @@ class Controller:
                       usage=view.usage, budget=view.budget, headroom=view.headroom,
                       stall_frac=round(view.stall_frac, 3))
 
+    def _is_reclaiming(self, cg: Cgroup) -> bool:
+        thread = self._reclaiming.get(str(cg.path))
+        return thread is not None and thread.is_alive()
+
     def _reclaim(self, cg: Cgroup, amount: int) -> None:
         """Push a frozen call's memory out. The kernel reclaims (into swap: compression, for zram) in the thread
         that writes memory.reclaim, for as long as that takes (under TCG ~2 s of CPU for a few MiB): a thread of its
         own, so the ticks go on meanwhile. Its CPU time is counted apart (reclaim_cpu_s)."""
-        key = str(cg.path)
-        running = self._reclaiming.get(key)
-        if running is not None and running.is_alive():
+        if self._is_reclaiming(cg):
             return
 
         def work() -> None:
@@ -488,7 +560,7 @@ class Controller:
             finally:
                 self.reclaim_cpu_s += time.thread_time() - started
         thread = threading.Thread(target=work, name="agentcg-reclaim", daemon=True)
-        self._reclaiming[key] = thread
+        self._reclaiming[str(cg.path)] = thread
         thread.start()
 
     def _finish(self, wname: str, cg: Cgroup, state: CallState) -> None:
@@ -571,6 +643,7 @@ class Controller:
                 on_tick(self)
             self._wait(stop, max(0.0, self.pause - (time.monotonic() - started)))
         self.files.close()
+        self.children.close()
 
     def status(self) -> dict:
         tree = {}

@@ -12,7 +12,9 @@ The ladder, per tool call:
   legitimately burst 15x its class's usual peak, and slowing it then protects nobody.
 - throttled: when headroom comes back (2 x reserve) memory.high is lifted again. When the call keeps stalling
   on memory.high (its memory PSI `stall_frac` >= `stall_frac` of the time) for `freeze_after_s`, it is frozen:
-  a throttle alone can stall a call forever when nothing is reclaimable (no swap).
+  a throttle alone can stall a call forever when nothing is reclaimable (no swap). While swap can take its
+  growth (the reserve), a stall on memory.high is progress at the pace its own pages go to swap: it stays
+  throttled (freezing it would stop it, and pushing it out would need room for all of it to come back).
 - frozen: thawed (and memory.high lifted) as soon as the workload has room for it again. When several calls are
   due to be killed at once, only the lowest-priority one (the largest of those) is, and the others are looked at
   again (`first_to_kill`). With swap free for
@@ -20,7 +22,13 @@ The ladder, per tool call:
   need, and waits in swap. Without swap, killed as a last resort after `kill_after_s` without room. Killing
   takes the whole tool subtree (cgroup.kill).
 - swapped (frozen, its memory in swap): thawed once the workload has room for what it swapped out and its
-  reserve on top, so it does not come back only to be pushed out again; killed after `swap_kill_after_s`.
+  reserve on top, so it does not come back only to be pushed out again. After `swap_wait_s` without that
+  room it resumes all the same while swap still has room (it runs throttled, what it touches comes back from
+  swap and its growth goes there), and is killed when swap is full.
+
+Between calls (`yields`): a call of higher priority short of memory is not held (throttled, frozen, pushed to
+swap) while lower-priority calls under the same limit can make room: those over their budget are frozen at once
+(and then pushed to swap, or killed, by the rungs above), the higher one goes on.
 
 Between agents (`agent_turns`): an agent leaf is never frozen or killed, but when agents grow together while
 their shared headroom is under their reserve, one holds the turn and goes on (the one of highest priority, else
@@ -33,7 +41,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agentcg.vocab import MIB, PRIORITY
+from agentcg.vocab import MIB, PRIORITIES, PRIORITY
 
 STAGES = ("running", "throttled", "frozen", "swapped", "killed")
 ACTIONS = ("none", "throttle", "release", "freeze", "reclaim", "thaw", "kill")
@@ -46,7 +54,7 @@ class LadderConfig:
     stall_frac: float = 0.5         # share of time stalled on memory that counts as "still under pressure"
     freeze_after_s: float = 1.0
     kill_after_s: float = 3.0
-    swap_kill_after_s: float = 30.0  # a call waiting in swap is killed after this long without room
+    swap_wait_s: float = 30.0       # a call waits in swap this long for room, then resumes (or dies: swap full)
     growing_s: float = 0.2          # an agent whose usage rose within this long is growing
     burst_bytes_per_s: float = 3e9  # the fastest a tool call grows (measured bursts: up to 3 GB/s)
     calm_tick_s: float = 0.25       # the longest the controller sleeps while nothing can need it
@@ -54,7 +62,7 @@ class LadderConfig:
     def __post_init__(self):
         if self.reserve_bytes < 0 or self.runaway_factor < 1 or not 0 < self.stall_frac <= 1 \
                 or self.freeze_after_s < 0 or self.kill_after_s < 0 or self.growing_s < 0 \
-                or self.swap_kill_after_s < 0 \
+                or self.swap_wait_s < 0 \
                 or not self.burst_bytes_per_s > 0 or self.calm_tick_s < 0:
             raise ValueError("ladder: reserve >= 0, runaway_factor >= 1, 0 < stall_frac <= 1, burst rate > 0, "
                              "times >= 0")
@@ -82,6 +90,7 @@ class ToolView:
     priority: str = "normal"  # of its workload
     swapped: int = 0    # memory.swap.current of the tool cgroup (0 without swap)
     swap_free: int = 0  # what swap can still take (0 without swap)
+    reclaiming: bool = False  # its memory is being pushed to swap (memory.reclaim under way)
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,7 @@ def decide(v: ToolView, cfg: LadderConfig) -> Decision:
     if v.stage == "throttled":
         if v.headroom >= 2 * reserve:
             return Decision("release", f"workload headroom back to {_mib(v.headroom)}")
-        if v.stalled_for >= cfg.freeze_after_s:
+        if v.stalled_for >= cfg.freeze_after_s and v.swap_free < reserve:
             return Decision("freeze", f"stalled on memory.high for {v.stalled_for:.1f} s with "
                                       f"{_mib(max(v.headroom, 0))} headroom")
         return NOTHING
@@ -139,19 +148,72 @@ def decide(v: ToolView, cfg: LadderConfig) -> Decision:
         if v.headroom >= 2 * reserve + v.swapped:
             return Decision("thaw", f"workload headroom back to {_mib(v.headroom)}, room for the "
                                     f"{_mib(v.swapped)} it swapped out")
-        if v.stage_age >= cfg.swap_kill_after_s:
+        if v.stage_age >= cfg.swap_wait_s and v.swap_free >= reserve:
+            return Decision("thaw", f"waited {v.stage_age:.1f} s in swap ({_mib(v.swapped)}) for room "
+                                    f"({_mib(max(v.headroom, 0))} headroom): resumes with its memory in swap "
+                                    f"({_mib(v.swap_free)} free)")
+        if v.stage_age >= cfg.swap_wait_s:
             return Decision("kill", f"waited {v.stage_age:.1f} s in swap ({_mib(v.swapped)}) with no room to "
-                                    f"resume ({_mib(max(v.headroom, 0))} headroom)")
+                                    f"resume ({_mib(max(v.headroom, 0))} headroom) and swap full "
+                                    f"({_mib(v.swap_free)} free)")
         return NOTHING
     return NOTHING
+
+
+def _rank(priority: str) -> int:
+    return PRIORITIES.index(priority) if priority in PRIORITY else PRIORITIES.index("normal")
 
 
 def first_to_kill(candidates: list[tuple[str, int]]) -> int:
     """Of the calls the ladder would kill in the same look ((priority, usage) each), the one to kill now: the
     lowest priority, the largest of those. The others wait for the next look, which may find the room its death
     made (and thaw them instead)."""
-    rank = {p: i for i, p in enumerate(PRIORITY)}
-    return min(range(len(candidates)), key=lambda i: (rank.get(candidates[i][0], 1), -candidates[i][1], i))
+    return min(range(len(candidates)), key=lambda i: (_rank(candidates[i][0]), -candidates[i][1], i))
+
+
+HOLDING = ("throttle", "freeze", "reclaim", "kill")  # what slows or stops a call
+
+
+def yields(looks: list[tuple[str, ToolView, Decision]], cfg: LadderConfig) -> list[Decision]:
+    """Priorities between calls sharing a limit. looks: (pool, view, decide()'s decision) of every call observed
+    in one look, the pool naming the limit that binds its workload (the calls of one pool compete for one
+    headroom). A call is pressed when the ladder holds it (throttles, freezes, pushes out or kills it, or keeps
+    it throttled, frozen or in swap). While lower-priority calls of its pool can make room, the ladder takes
+    theirs, not the pressed call's: a running or throttled one over its budget yields (frozen now, without
+    waiting to stall; the ordinary rungs then push it to swap, or kill it), and the pressed calls of the highest
+    priority are let go for this look (a throttled one released, a frozen one thawed; one in swap waits for room
+    as before). A frozen call whose memory is going to swap (decide() pushes it out) makes room too. Returns the decision to carry
+    out for each look, in order."""
+    out = [d for _, _, d in looks]
+    pressed: dict[str, int] = {}  # pool -> the highest rank of a pressed call
+    for pool, v, d in looks:
+        if d.action in HOLDING or (v.stage in ("throttled", "frozen", "swapped") and d.action == "none"):
+            pressed[pool] = max(pressed.get(pool, -1), _rank(v.priority))
+    yielding, room_made = [], set()
+    for i, (pool, v, d) in enumerate(looks):
+        if pool not in pressed or _rank(v.priority) >= pressed[pool] or d.action in ("kill", "release", "thaw"):
+            continue
+        if v.stage in ("running", "throttled") and v.usage > v.budget:
+            yielding.append(i)
+            room_made.add(pool)
+        elif v.reclaiming or (v.stage == "frozen" and v.usage > 0
+                              and v.swap_free >= v.usage + reserve_for(cfg.reserve_bytes, v.priority)):
+            room_made.add(pool)
+    for i in yielding:
+        pool, v, _ = looks[i]
+        out[i] = Decision("freeze", f"yields to a {PRIORITIES[pressed[pool]]} priority call short of memory "
+                                    f"({_mib(max(v.headroom, 0))} headroom): frozen at {_mib(v.usage)}")
+    for i, (pool, v, d) in enumerate(looks):
+        if pool not in room_made or _rank(v.priority) != pressed[pool]:
+            continue
+        why = f"lower-priority calls make room ({_mib(max(v.headroom, 0))} headroom)"
+        if v.stage == "running" and d.action in HOLDING:
+            out[i] = NOTHING
+        elif v.stage == "throttled" and d.action in HOLDING + ("none",):
+            out[i] = Decision("release", why)
+        elif v.stage == "frozen" and d.action in HOLDING + ("none",):
+            out[i] = Decision("thaw", why)
+    return out
 
 
 def can_act(stage: str, headroom: int, priority: str, cfg: LadderConfig) -> bool:
@@ -195,15 +257,14 @@ def agent_turns(agents: list[AgentView], turn: str | None,
     """Who of the agents grows while their shared headroom is short: the turn's holder afterwards (None: no
     shortage, or nobody grew in it) and a decision for each agent whose state changes: "throttle" (wait at
     memory.high = usage) or "release" (go on)."""
-    rank = {p: i for i, p in enumerate(PRIORITY)}
     short = {a.name: a for a in agents if a.headroom < reserve_for(cfg.reserve_bytes, a.priority)}
     out = [(a.name, Decision("release", f"headroom back to {_mib(max(a.headroom, 0))}"))
            for a in agents if a.waiting and a.name not in short]
     growing = [a for a in short.values() if a.idle_for < cfg.growing_s]
     holder = short.get(turn)
     if growing:
-        best = max(growing, key=lambda a: (rank.get(a.priority, 1), a.usage, a.name))
-        if holder is None or rank.get(best.priority, 1) > rank.get(holder.priority, 1):
+        best = max(growing, key=lambda a: (_rank(a.priority), a.usage, a.name))
+        if holder is None or _rank(best.priority) > _rank(holder.priority):
             holder = best
     if holder is not None and holder.waiting:
         out.append((holder.name, Decision("release", f"its turn to grow ({_mib(max(holder.headroom, 0))} left "

@@ -35,3 +35,35 @@ def test_file_cache_rereads_and_reports_removed_files(tmp_path):
     with pytest.raises(FileNotFoundError):
         cache.read(f)
     cache.close()
+
+
+def test_a_child_watch_says_when_a_child_came_or_went_and_only_then(tmp_path):
+    from agentcg.cgroup import ChildWatch
+    watch = ChildWatch()
+
+    def look(path):
+        watch.poll()
+        return watch.changed(path)
+    try:
+        assert look(tmp_path), "first look: list it"
+        assert not look(tmp_path)
+        (tmp_path / "call-1").mkdir()
+        assert look(tmp_path) and not look(tmp_path)
+        (tmp_path / "call-1").rmdir()
+        assert look(tmp_path)
+        (tmp_path / "file").write_text("x")  # a file is not a child cgroup
+        assert not look(tmp_path)
+        gone = tmp_path / "gone"
+        gone.mkdir()
+        assert look(gone) and look(tmp_path)
+        gone.rmdir()
+        assert look(gone), "removed: cannot be watched, so it always counts as changed"
+        assert look(tmp_path / "never-was")
+    finally:
+        watch.close()
+
+
+def test_the_controller_reads_memavailable_and_swapfree_in_bytes():
+    from agentcg.controller import meminfo
+    text = "MemTotal:       24000000 kB\nMemAvailable:    1000 kB\nSwapTotal:  0 kB\nSwapFree:   2 kB\nHugePages_Total: 0\n"
+    assert meminfo(lambda _: text) == {"MemAvailable": 1024000, "SwapFree": 2048}

@@ -215,11 +215,83 @@ def test_a_swapped_call_thaws_only_with_room_for_what_it_swapped_and_waits_longe
     d = decide(view(**swapped, headroom=2 * 64 * MIB + 290 * MIB, stage_age=1), CFG)
     assert d.action == "thaw" and "290 MiB it swapped out" in d.reason
     assert decide(view(**swapped, headroom=0, stage_age=CFG.kill_after_s + 1), CFG).action == "none"
-    d = decide(view(**swapped, headroom=0, stage_age=CFG.swap_kill_after_s + 0.1), CFG)
-    assert d.action == "kill" and "in swap" in d.reason
+    d = decide(view(**swapped, headroom=0, stage_age=CFG.swap_wait_s + 0.1), CFG)
+    assert d.action == "kill" and "swap full" in d.reason
+
+
+def test_a_call_that_waited_its_time_in_swap_resumes_while_swap_has_room_instead_of_dying():
+    swapped = dict(stage="swapped", usage=10 * MIB, swapped=290 * MIB, headroom=0)
+    assert decide(view(**swapped, stage_age=CFG.swap_wait_s - 0.1, swap_free=500 * MIB), CFG).action == "none"
+    d = decide(view(**swapped, stage_age=CFG.swap_wait_s + 0.1, swap_free=500 * MIB), CFG)
+    assert d.action == "thaw" and "resumes with its memory in swap" in d.reason
+
+
+def test_a_throttled_call_stalling_with_swap_to_take_its_growth_stays_throttled():
+    """Its stall is progress at the pace its pages go to swap; frozen it would make none."""
+    v = dict(stage="throttled", usage=300 * MIB, headroom=10 * MIB, stall_frac=0.9, stalled_for=5)
+    assert decide(view(**v, swap_free=1024 * MIB), CFG).action == "none"
+    assert decide(view(**v, swap_free=10 * MIB), CFG).action == "freeze", "swap (nearly) full: as without swap"
 
 
 def test_of_calls_due_to_be_killed_together_the_lowest_priority_and_then_the_largest_goes_first():
     assert ladder.first_to_kill([("high", 900 * MIB), ("normal", 10 * MIB), ("low", 5 * MIB)]) == 2
     assert ladder.first_to_kill([("high", 900 * MIB), ("normal", 10 * MIB), ("normal", 50 * MIB)]) == 2
     assert ladder.first_to_kill([("high", 1 * MIB)]) == 0
+
+
+# Priorities between the calls of one pool (ladder.yields): the lower priority makes room, the higher goes on.
+def look(pool="parent", **kw):
+    v = view(**kw)
+    return (pool, v, decide(v, CFG))
+
+
+def actions(looks):
+    return [d.action for d in ladder.yields(looks, CFG)]
+
+
+def test_a_pressed_high_priority_call_goes_on_while_a_lower_priority_call_over_budget_yields():
+    high = look(priority="high", usage=400 * MIB, headroom=10 * MIB)   # decide: throttle
+    normal = look(priority="normal", usage=300 * MIB, headroom=10 * MIB)  # decide: throttle as well
+    assert high[2].action == "throttle"
+    out = ladder.yields([high, normal], CFG)
+    assert [d.action for d in out] == ["none", "freeze"]
+    assert "yields to a high priority call" in out[1].reason
+
+
+def test_a_throttled_or_frozen_high_priority_call_is_let_go_while_lower_ones_make_room():
+    normal = look(priority="normal", usage=300 * MIB, headroom=10 * MIB)
+    assert actions([look(priority="high", stage="throttled", usage=400 * MIB, headroom=10 * MIB), normal]) \
+        == ["release", "freeze"]
+    assert actions([look(priority="high", stage="frozen", usage=400 * MIB, headroom=10 * MIB), normal]) \
+        == ["thaw", "freeze"]
+    # in swap it waits for room as before: letting it back in would only push it out again
+    assert actions([look(priority="high", stage="swapped", usage=4 * MIB, swapped=400 * MIB, headroom=10 * MIB),
+                    normal]) == ["none", "freeze"]
+
+
+def test_nothing_yields_across_pools_to_an_equal_priority_or_below_budget():
+    high = look(priority="high", usage=400 * MIB, headroom=10 * MIB)
+    assert actions([high, look(pool="other", priority="normal", usage=300 * MIB, headroom=10 * MIB)]) \
+        == ["throttle", "throttle"], "another limit: its memory is not this pool's room"
+    assert actions([look(priority="normal", usage=400 * MIB, headroom=10 * MIB),
+                    look(priority="normal", usage=300 * MIB, headroom=10 * MIB)]) == ["throttle", "throttle"]
+    assert actions([high, look(priority="low", usage=100 * MIB, headroom=10 * MIB)]) == ["throttle", "none"], \
+        "a call within its budget is not where the room is"
+
+
+def test_a_lower_priority_call_on_its_way_to_swap_makes_room_and_one_frozen_without_swap_does_not():
+    high = look(priority="high", usage=400 * MIB, headroom=10 * MIB)
+    going = look(priority="low", stage="frozen", usage=300 * MIB, headroom=10 * MIB, swap_free=1024 * MIB)
+    assert going[2].action == "reclaim"
+    assert actions([high, going]) == ["none", "reclaim"]
+    reclaiming = look(priority="low", stage="swapped", usage=200 * MIB, headroom=10 * MIB, reclaiming=True)
+    assert actions([high, reclaiming]) == ["none", "none"]
+    stuck = look(priority="low", stage="frozen", usage=300 * MIB, headroom=10 * MIB)  # no swap: holds its memory
+    assert actions([high, stuck]) == ["throttle", "none"]
+
+
+def test_yielding_leaves_kills_to_first_to_kill_and_calls_with_room_alone():
+    quiet = [look(priority="high", usage=400 * MIB), look(priority="normal", usage=300 * MIB)]
+    assert actions(quiet) == ["none", "none"], "nobody pressed: nobody yields"
+    dying = look(priority="low", stage="frozen", usage=300 * MIB, headroom=10 * MIB, stage_age=5)
+    assert actions([look(priority="high", usage=400 * MIB, headroom=10 * MIB), dying]) == ["throttle", "kill"]

@@ -46,7 +46,7 @@ def test_the_controllers_clock_runs_at_the_replays_speed():
     assert cfg.reserve_bytes == 5 * MIB
     assert cfg.freeze_after_s == pytest.approx(d.freeze_after_s / 5)
     assert cfg.kill_after_s == pytest.approx(d.kill_after_s / 5)
-    assert cfg.swap_kill_after_s == pytest.approx(d.swap_kill_after_s / 5)
+    assert cfg.swap_wait_s == pytest.approx(d.swap_wait_s / 5)
     assert cfg.growing_s == pytest.approx(max(d.growing_s / 5, 2 * 0.01))
     assert cfg.burst_bytes_per_s == pytest.approx(d.burst_bytes_per_s * 0.05 * 5)
     assert tick == pytest.approx(0.01) and delays == (4, 400)

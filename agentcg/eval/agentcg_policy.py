@@ -156,7 +156,7 @@ def replay_clock(reserve: int, interval: float, speed: float, mem_scale: float,
     d = ladder.LadderConfig()
     tick = max(interval / speed, TICK_FLOOR_S)
     cfg = replace(d, reserve_bytes=reserve, freeze_after_s=d.freeze_after_s / speed,
-                  kill_after_s=d.kill_after_s / speed, swap_kill_after_s=d.swap_kill_after_s / speed,
+                  kill_after_s=d.kill_after_s / speed, swap_wait_s=d.swap_wait_s / speed,
                   growing_s=max(d.growing_s / speed, 2 * tick), calm_tick_s=max(d.calm_tick_s / speed, tick),
                   burst_bytes_per_s=d.burst_bytes_per_s * mem_scale * speed)
     from agentcg.enforce.inkernel import DEFAULT_DELAYS_MS
