@@ -228,16 +228,17 @@ def test_tight_every_policy_in_one_run(cg, record_measurement):
     assert table["static-avg"]["survived"] < table["static-avg"]["agents"], table
 
 
-# `moderate` (105% of the summed peaks): every policy keeps the agents alive; the price is the high-priority
-# agent's allocation latency, compared (P50/P95) with no control in the same run and between the two paths.
+# `moderate` (the bursts together, their concurrent peak 98% of the budget): nothing has to die, and no policy may
+# kill anything; the price is the high-priority agent's allocation latency, recorded (P50/P95) against no control
+# in the same run (one seed here; `agentcg bench contention --scenario moderate` has the medians over seeds).
 @pytest.mark.evaluation
 @pytest.mark.requires("memcg_bpf_ops")
-def test_moderate_high_priority_latency_vs_no_control(cg, record_measurement):
+def test_moderate_loses_nothing_under_any_policy(cg, record_measurement):
     moderate = scenario_or_skip("moderate")
     high = next(a for a in moderate.agents if a.priority == "high")
     table = {}
     for policy in ("none", "agentcg", "agentcg-kernel"):
-        result = run_scenario(moderate, cg, make_policy(policy), speed=50, mem_scale=0.05)
+        result = run_scenario(moderate, cg, make_policy(policy))
         keep_replay(f"moderate_{policy}", result)
         table[policy] = summarize(result, high.name, None)
     base = table["none"]
@@ -247,8 +248,5 @@ def test_moderate_high_priority_latency_vs_no_control(cg, record_measurement):
         row["p95_vs_none"] = round(row["high_p95_ms"] / base["high_p95_ms"], 3) if base["high_p95_ms"] else None
     record_measurement("moderate_policies", table)
     for policy, row in table.items():
-        assert row["survived"] == row["agents"], table
-    # the in-kernel path costs the high-priority agent no more than the user-space one (measured 0.85-1.09x at
-    # P50; the P95 under TCG is too noisy to bound)
-    assert table["agentcg-kernel"]["high_p50_ms"] <= 1.5 * table["agentcg"]["high_p50_ms"], table
+        assert row["survived"] == row["agents"] and row["work_lost_s"] == 0, table
 

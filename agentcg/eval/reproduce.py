@@ -21,7 +21,7 @@ from agentcg.workloads.plan import ReplayError
 
 PAPER_SCENARIOS = ("paper-tight", "paper-moderate")
 PAPER_POLICIES = ("none", "paper-bpf", "agentcg", "agentcg-kernel")
-CONTENTION_SCENARIOS = ("contention",)
+CONTENTION_SCENARIOS = ("contention", "moderate")
 CONTENTION_POLICIES = ("none", "container", "k8s", "protect-only", "agentcg", "agentcg-kernel")
 SWAP_DIMENSION = ("none", "zram")
 
