@@ -1,5 +1,5 @@
 """The evaluation report (agentcg.eval.bench): the sweep's verdict and the comparison table, from recorded numbers."""
-from agentcg.eval.bench import densest, next_count, peak_provisioned, rows, smallest_share
+from agentcg.eval.bench import densest, density_split, next_count, peak_provisioned, rows, smallest_share
 
 
 def run(share, policy, survived, agents=3, **kw):
@@ -87,14 +87,24 @@ def test_the_sweep_with_zram_is_its_own_row():
 
 
 def test_the_contention_cells_report_work_lost_and_completion():
-    def cell(lost, clean, killed=0, hp=1.1):
+    def cell(lost, clean, killed=0, hp=1.1, p95=None):
         return {"summary": {"work_lost_s_median": lost, "runs_without_loss": clean, "runs": 5,
-                            "agents_killed_median": killed, "hp_completion_vs_alone_median": hp}}
+                            "agents_killed_median": killed, "hp_completion_vs_alone_median": hp,
+                            "hp_alloc_p95_ms_median": p95}}
     m = {"contention": {"scenarios": {"contention+zram": {
         "none": cell(0, 5, hp=1.17), "k8s": cell(34.7, 0, killed=1, hp=None), "agentcg": cell(0, 5, hp=1.43),
-        "agentcg-kernel": cell(0, 5, hp=1.26)}}}}
+        "agentcg-kernel": cell(0, 5, hp=1.26)}}},
+         "moderate_bench": {"scenarios": {"moderate": {"none": cell(0, 5, p95=6.04), "agentcg": cell(0, 5, p95=6.5),
+                                                       "agentcg-kernel": cell(0, 5, p95=5.5)}}}}
     table = {r[0]: r[1:] for r in rows(m)}
     assert table["contention+zram: work lost per run (median)"] == (
         "0 s, 5/5 without loss", "0 s, 5/5 without loss",
         "none 0 s, 5/5 without loss; k8s 35 s, 0/5 without loss, 1 agents killed")
     assert table["contention+zram: high-prio completion vs alone"] == ("1.43x", "1.26x", "none 1.17x, k8s -")
+    assert table["moderate: high-prio alloc P95 (median)"] == ("6.5 ms", "5.5 ms", "none 6.0 ms")
+
+
+def test_density_with_zram_counts_zrams_ram_in_the_same_memory():
+    assert density_split(4 * 2**30, "none") == (4 * 2**30, None)
+    budget, ram = density_split(4 * 2**30, "zram")
+    assert budget + ram == 4 * 2**30 and ram == 2**30

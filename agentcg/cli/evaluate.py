@@ -136,10 +136,13 @@ def bench(ctx, kernel: str, run: bool, do_sweep: bool, do_density: bool):
               help="the fixed memory size, in trace GiB (scaled by --mem-scale)")
 @click.option("--speed", type=float, default=50.0, show_default=True)
 @click.option("--mem-scale", type=float, default=0.05, show_default=True)
-def density_cmd(pool, policies, memory_gib, speed, mem_scale):
+@click.option("--swap", "swaps", multiple=True, type=click.Choice(SWAPS), default=("none",), show_default=True,
+              help="with zram, a quarter of the memory is zram's RAM")
+def density_cmd(pool, policies, memory_gib, speed, mem_scale, swaps):
     """(In a guest: needs root and cgroup v2.) Agents per fixed memory size, per policy; JSON on stdout."""
     try:
-        click.echo(json.dumps(density(pool, tuple(policies), int(memory_gib * 2**30), speed, mem_scale), indent=1))
+        click.echo(json.dumps(density(pool, tuple(policies), int(memory_gib * 2**30), speed, mem_scale,
+                                      tuple(swaps)), indent=1))
     except (ReplayError, ScenarioError) as e:
         fail(str(e))
 

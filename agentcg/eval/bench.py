@@ -32,7 +32,9 @@ SWEEP_POLICIES = ("none", "static-avg", "static-peak", "container", "k8s", "oomd
                   "agentcg", "agentcg-kernel")
 SWEEP_SHARES = (0.6, 0.7, 0.8, 0.9, 1.0)  # of the concurrent peak (at 1.0 the replay's own overheads are over)
 DENSITY_POLICIES = ("none", "container", "oomd", "agentcg", "agentcg-kernel")
-DENSITY_MEMORY_GIB = 3.0  # trace memory (scaled with mem_scale like everything else)
+# trace memory (scaled with mem_scale like everything else): peak provisioning admits one agent of the pool (its
+# first, ml-easy, peaks at 1.3 GB), so 3x that is within the pool's first six (before bio-hard's 3.9 GB burst)
+DENSITY_MEMORY_GIB = 1.5
 
 
 def results_dir(kernel_slug: str) -> Path:
@@ -116,10 +118,24 @@ def next_count(tried: dict[int, bool], start: int, pool: int) -> int | None:
     return None if nxt <= best or nxt in tried else nxt
 
 
+ZRAM_SHARE = 0.25  # with zram, the share of the fixed memory its compressed pages may take (the rest: memory.max)
+
+
+def density_split(memory_bytes: int, swap: str) -> tuple[int, int | None]:
+    """The fixed memory as (the parent's memory.max, zram's RAM limit or None): zram's compressed pages are RAM
+    outside every cgroup, so with zram they come out of the same memory."""
+    if swap == "none":
+        return memory_bytes, None
+    ram = int(memory_bytes * ZRAM_SHARE)
+    return memory_bytes - ram, ram
+
+
 def density(pool_name: str, policies: tuple[str, ...], memory_bytes: int, speed: float,
-            mem_scale: float) -> dict:
-    """How many agents of the pool run at once in memory_bytes (trace bytes, parent memory.max) with no agent
-    killed, per policy, against what peak provisioning admits."""
+            mem_scale: float, swaps: tuple[str, ...] = ("none",)) -> dict:
+    """How many agents of the pool run at once in memory_bytes (trace bytes) with no work lost, per policy and
+    swap setting (`+zram` appended), against what peak provisioning admits. Without swap the parent's memory.max
+    is memory_bytes; with zram, whose compressed pages are RAM outside every cgroup, the same memory is split:
+    memory.max (1 - ZRAM_SHARE) of it, zram's RAM limit the rest."""
     from agentcg.cgroup import ROOT, Cgroup
     pool = load_scenario(SCENARIO_DIR / f"{pool_name}.yaml")
     n_peak = peak_provisioned(pool.peaks(1.0), memory_bytes)
@@ -127,24 +143,32 @@ def density(pool_name: str, policies: tuple[str, ...], memory_bytes: int, speed:
     parent = Cgroup(ROOT).child(f"agentcg-bench-{pool_name}")
     runs, densest_n = [], {}
     try:
-        for policy in policies:
-            tried: dict[int, bool] = {}
-            while (n := next_count(tried, max(1, n_peak), len(pool.agents))) is not None:
-                at = replace(pool, agents=pool.agents[:n], budget_fixed_bytes=None, budget_trace_bytes=memory_bytes)
-                try:
-                    result = run_scenario(at, parent, make_policy(policy), speed=speed, mem_scale=mem_scale)
-                except ReplayError as e:
-                    runs.append({"n": n, "policy": policy, "error": str(e)})
-                    break
-                runs.append({"n": n, "policy": policy, **outcome(result)})
-                tried[n] = runs[-1]["no_loss"]  # a killed tool call is lost work: the run did not hold
-                print(f"density: {policy} with {n} agents: {runs[-1]['survived']}/{n} survived, "
-                      f"{runs[-1]['tool_calls_killed']} tool calls killed", file=sys.stderr, flush=True)
-            densest_n[policy] = densest(tried) if tried else None
+        for swap in swaps:
+            budget, ram = density_split(memory_bytes, swap)
+            ram = None if ram is None else int(ram * mem_scale)
+            for policy in policies:
+                label = policy if swap == "none" else f"{policy}+{swap}"
+                tried: dict[int, bool] = {}
+                while (n := next_count(tried, max(1, n_peak), len(pool.agents))) is not None:
+                    at = replace(pool, agents=pool.agents[:n], budget_fixed_bytes=None,
+                                 budget_trace_bytes=budget, swap=swap)
+                    try:
+                        result = run_scenario(at, parent, make_policy(policy), speed=speed, mem_scale=mem_scale,
+                                              swap_ram_bytes=ram)
+                    except ReplayError as e:
+                        runs.append({"n": n, "policy": label, "error": str(e)})
+                        break
+                    runs.append({"n": n, "policy": label, **outcome(result)})
+                    tried[n] = runs[-1]["no_loss"]  # a killed tool call is lost work: the run did not hold
+                    print(f"density: {label} with {n} agents: {runs[-1]['survived']}/{n} survived, "
+                          f"{runs[-1]['tool_calls_killed']} tool calls killed", file=sys.stderr, flush=True)
+                densest_n[label] = densest(tried) if tried else None
     finally:
         parent.destroy()
     return {"pool": pool_name, "memory_bytes": memory_bytes, "pool_size": len(pool.agents),
-            "peak_provisioning": n_peak, "pool_exhausted": [p for p, n in densest_n.items() if n == len(pool.agents)], "runs": runs, "densest_no_loss": densest_n,
+            "zram_share": ZRAM_SHARE if set(swaps) - {"none"} else None,
+            "peak_provisioning": n_peak, "pool_exhausted": [p for p, n in densest_n.items() if n == len(pool.agents)],
+            "runs": runs, "densest_no_loss": densest_n,
             "vs_peak_provisioning": {p: (round(n / n_peak, 2) if n is not None and n_peak else None)
                                      for p, n in densest_n.items()}}
 
@@ -169,7 +193,8 @@ def collect(kernel_slug: str) -> dict:
     found = {}
     for path in sorted((out / "guest" / "measurements").glob("*.json")):
         found[path.stem] = json.loads(path.read_text())
-    for name, key in (("sweep.json", "budget_sweep"), ("density.json", "density"), ("contention.json", "contention")):
+    for name, key in (("sweep.json", "budget_sweep"), ("density.json", "density"), ("contention.json", "contention"),
+                      ("moderate.json", "moderate_bench")):
         path = out / "bench" / name
         if path.exists():
             found[key] = json.loads(path.read_text())
@@ -197,7 +222,8 @@ def rows(m: dict) -> list[tuple[str, str, str, str]]:
                     f"{k.get('kernel_delays')}", "-"))
         out.append(("tight: high-prio completion vs alone", f(u.get("high_overhead"), "{:.2f}x"),
                     f(k.get("high_overhead"), "{:.2f}x"), f"alone {f(tight.get('alone_s'))} s"))
-    for cell, per in ((m.get("contention") or {}).get("scenarios") or {}).items():
+    cells = [c for key in ("contention", "moderate_bench") for c in ((m.get(key) or {}).get("scenarios") or {}).items()]
+    for cell, per in cells:
         def lost(p):
             s = (per.get(p) or {}).get("summary")
             if not s:
@@ -213,6 +239,12 @@ def rows(m: dict) -> list[tuple[str, str, str, str]]:
                     "; ".join(f"{p} {lost(p)}" for p in others)))
         out.append((f"{cell}: high-prio completion vs alone", hp("agentcg"), hp("agentcg-kernel"),
                     ", ".join(f"{p} {hp(p)}" for p in others)))
+
+        def p95(p):
+            s = (per.get(p) or {}).get("summary")
+            return f(s and s["hp_alloc_p95_ms_median"], "{:.1f} ms")
+        out.append((f"{cell}: high-prio alloc P95 (median)", p95("agentcg"), p95("agentcg-kernel"),
+                    ", ".join(f"{p} {p95(p)}" for p in others)))
     moderate = m.get("moderate_policies")
     if moderate:
         u, k, n = moderate.get("agentcg", {}), moderate.get("agentcg-kernel", {}), moderate.get("none", {})
@@ -351,7 +383,8 @@ def evaluate(kernel: str, run: bool = True, do_sweep: bool = True, do_density: b
             (out / "sweep.json").write_text(in_guest(k, ["sweep", "contention", "--swap", "none", "--swap", "zram"],
                                                      timeout_s=3 * 3600))
         if do_density:
-            (out / "density.json").write_text(in_guest(k, ["density"]))
+            (out / "density.json").write_text(in_guest(k, ["density", "--swap", "none", "--swap", "zram"],
+                                                       timeout_s=3 * 3600))
     report(k.slug)
 
 

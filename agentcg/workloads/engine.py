@@ -208,13 +208,13 @@ def run(agents: list[AgentSpec], parent: Cgroup, policy: Policy | None = None, *
         mem_scale: float = DEFAULT_MEM_SCALE, chunk_bytes: int = DEFAULT_CHUNK, budget_bytes: int | None = None,
         timeout: float | None = None, sample_interval: float | None = None, scenario: str = "replay",
         on_progress: Callable[[str, float], None] | None = None, accounting: str = "cgroup",
-        model: ProcessModel | None = None, swap: str = "none") -> ReplayResult:
+        model: ProcessModel | None = None, swap: str = "none", swap_ram_bytes: int | None = None) -> ReplayResult:
     """Replay the agents' traces together under `parent` (which must exist and have the memory controller), with
     the parent's memory.max set to budget_bytes (restored afterwards), under `policy`. Everything created under
     the parent is destroyed before returning, also on errors and KeyboardInterrupt. With a process model
     (agentcg.workloads.scenario.ProcessModel) each agent is one process holding its (process) trace, no tool calls.
     `swap` (agentcg.workloads.swap): `none` keeps everything under the parent out of swap, `zram` gives the replay a
-    compressed swap device of the agents' summed peaks."""
+    compressed swap device of the agents' summed peaks (using at most swap_ram_bytes of RAM, when given)."""
     policy = policy or NoPolicy()
     policy.scale(speed=speed, mem_scale=mem_scale)
     if speed <= 0 or mem_scale <= 0 or chunk_bytes < PAGE:
@@ -240,7 +240,7 @@ def run(agents: list[AgentSpec], parent: Cgroup, policy: Policy | None = None, *
     old_budget = _read(parent, "memory.max") if budget_bytes is not None else None
     old_subtree = _read(parent, "cgroup.subtree_control") or ""
     old_swap_max = None
-    device = ZramSwap(sum(p.peak for p in plans)) if swap == "zram" else None
+    device = ZramSwap(sum(p.peak for p in plans), swap_ram_bytes) if swap == "zram" else None
     was_subreaper = _subreaper(True)
     errors: list[str] = []
     set_up = False

@@ -33,10 +33,11 @@ def _run(argv: list[str]) -> None:
 
 
 class ZramSwap:
-    """A zram swap device of `size` bytes for the length of a `with` block."""
+    """A zram swap device of `size` bytes for the length of a `with` block; with `ram_limit`, the most RAM it may
+    use for what it stores (zram's mem_limit: beyond it, swapping out fails and the memory stays where it is)."""
 
-    def __init__(self, size: int):
-        self.size = size
+    def __init__(self, size: int, ram_limit: int | None = None):
+        self.size, self.ram_limit = size, ram_limit
         self.index: int | None = None
         self.on = False
 
@@ -52,6 +53,8 @@ class ZramSwap:
         try:
             self.index = int((ZRAM_CONTROL / "hot_add").read_text())
             Path(f"/sys/block/zram{self.index}/disksize").write_text(str(self.size))
+            if self.ram_limit is not None:
+                Path(f"/sys/block/zram{self.index}/mem_limit").write_text(str(self.ram_limit))
             _run(["mkswap", self.device])
             _run(["swapon", self.device])
             self.on = True
