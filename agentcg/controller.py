@@ -459,7 +459,7 @@ class Controller:
         budget = self._budget(meta)
         swapped = self._swapped(cg) if state.stage in ("frozen", "swapped") else 0
         swap_free = swap_room(str(cg.path), self._meminfo.get("SwapFree", 0), self._swap_memo, self.files.read,
-                              self._limits) if state.stage != "running" else 0
+                              self._limits)
         view = ladder.ToolView(usage=usage, budget=budget, headroom=headroom, stall_frac=stall_frac,
                                stage=state.stage, stage_age=now - state.stage_since,
                                stalled_for=now - state.stalled_since if state.stalled_since else 0.0,

@@ -27,8 +27,8 @@ The ladder, per tool call:
   swap and its growth goes there), and is killed when swap is full.
 
 Between calls (`yields`): a call of higher priority short of memory is not held (throttled, frozen, pushed to
-swap) while lower-priority calls under the same limit can make room: those over their budget are frozen at once
-(and then pushed to swap, or killed, by the rungs above), the higher one goes on.
+swap) while lower-priority calls under the same limit can make room: those over their budget whose memory swap can
+take are frozen at once (and then pushed to swap by the rungs above), the higher one goes on.
 
 Between agents (`agent_turns`): an agent leaf is never frozen or killed, but when agents grow together while
 their shared headroom is under their reserve, one holds the turn and goes on (the one of highest priority, else
@@ -179,11 +179,12 @@ def yields(looks: list[tuple[str, ToolView, Decision]], cfg: LadderConfig) -> li
     in one look, the pool naming the limit that binds its workload (the calls of one pool compete for one
     headroom). A call is pressed when the ladder holds it (throttles, freezes, pushes out or kills it, or keeps
     it throttled, frozen or in swap). While lower-priority calls of its pool can make room, the ladder takes
-    theirs, not the pressed call's: a running or throttled one over its budget yields (frozen now, without
-    waiting to stall; the ordinary rungs then push it to swap, or kill it), and the pressed calls of the highest
-    priority are let go for this look (a throttled one released, a frozen one thawed; one in swap waits for room
-    as before). A frozen call whose memory is going to swap (decide() pushes it out) makes room too. Returns the decision to carry
-    out for each look, in order."""
+    theirs, not the pressed call's: a running or throttled one over its budget whose memory swap can take
+    yields (frozen now, without waiting to stall; the ordinary rungs then push it to swap), and the pressed
+    calls of the highest priority are let go for this look (a throttled one released, a frozen one thawed; one
+    in swap waits for room as before). A frozen call whose memory is going to swap (decide() pushes it out)
+    makes room too. Without swap a frozen call makes no room: each call keeps its own rung, and the kills go
+    lowest priority first (first_to_kill). Returns the decision to carry out for each look, in order."""
     out = [d for _, _, d in looks]
     pressed: dict[str, int] = {}  # pool -> the highest rank of a pressed call
     for pool, v, d in looks:
@@ -193,7 +194,8 @@ def yields(looks: list[tuple[str, ToolView, Decision]], cfg: LadderConfig) -> li
     for i, (pool, v, d) in enumerate(looks):
         if pool not in pressed or _rank(v.priority) >= pressed[pool] or d.action in ("kill", "release", "thaw"):
             continue
-        if v.stage in ("running", "throttled") and v.usage > v.budget:
+        if v.stage in ("running", "throttled") and v.usage > v.budget \
+                and v.swap_free >= v.usage + reserve_for(cfg.reserve_bytes, v.priority):
             yielding.append(i)
             room_made.add(pool)
         elif v.reclaiming or (v.stage == "frozen" and v.usage > 0

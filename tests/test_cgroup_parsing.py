@@ -65,5 +65,6 @@ def test_a_child_watch_says_when_a_child_came_or_went_and_only_then(tmp_path):
 
 def test_the_controller_reads_memavailable_and_swapfree_in_bytes():
     from agentcg.controller import meminfo
-    text = "MemTotal:       24000000 kB\nMemAvailable:    1000 kB\nSwapTotal:  0 kB\nSwapFree:   2 kB\nHugePages_Total: 0\n"
+    text = ("MemTotal:       24000000 kB\nMemAvailable:    1000 kB\nSwapTotal:  0 kB\nSwapFree:   2 kB\n"
+            "HugePages_Total: 0\n")
     assert meminfo(lambda _: text) == {"MemAvailable": 1024000, "SwapFree": 2048}

@@ -240,6 +240,7 @@ def test_of_calls_due_to_be_killed_together_the_lowest_priority_and_then_the_lar
 
 
 # Priorities between the calls of one pool (ladder.yields): the lower priority makes room, the higher goes on.
+SWAP = 1024 * MIB
 def look(pool="parent", **kw):
     v = view(**kw)
     return (pool, v, decide(v, CFG))
@@ -251,7 +252,7 @@ def actions(looks):
 
 def test_a_pressed_high_priority_call_goes_on_while_a_lower_priority_call_over_budget_yields():
     high = look(priority="high", usage=400 * MIB, headroom=10 * MIB)   # decide: throttle
-    normal = look(priority="normal", usage=300 * MIB, headroom=10 * MIB)  # decide: throttle as well
+    normal = look(priority="normal", usage=300 * MIB, headroom=10 * MIB, swap_free=SWAP)  # decide: throttle too
     assert high[2].action == "throttle"
     out = ladder.yields([high, normal], CFG)
     assert [d.action for d in out] == ["none", "freeze"]
@@ -259,7 +260,7 @@ def test_a_pressed_high_priority_call_goes_on_while_a_lower_priority_call_over_b
 
 
 def test_a_throttled_or_frozen_high_priority_call_is_let_go_while_lower_ones_make_room():
-    normal = look(priority="normal", usage=300 * MIB, headroom=10 * MIB)
+    normal = look(priority="normal", usage=300 * MIB, headroom=10 * MIB, swap_free=SWAP)
     assert actions([look(priority="high", stage="throttled", usage=400 * MIB, headroom=10 * MIB), normal]) \
         == ["release", "freeze"]
     assert actions([look(priority="high", stage="frozen", usage=400 * MIB, headroom=10 * MIB), normal]) \
@@ -269,19 +270,22 @@ def test_a_throttled_or_frozen_high_priority_call_is_let_go_while_lower_ones_mak
                     normal]) == ["none", "freeze"]
 
 
-def test_nothing_yields_across_pools_to_an_equal_priority_or_below_budget():
+def test_nothing_yields_across_pools_to_an_equal_priority_below_budget_or_without_swap():
     high = look(priority="high", usage=400 * MIB, headroom=10 * MIB)
-    assert actions([high, look(pool="other", priority="normal", usage=300 * MIB, headroom=10 * MIB)]) \
+    assert actions([high, look(pool="other", priority="normal", usage=300 * MIB, headroom=10 * MIB, swap_free=SWAP)]) \
         == ["throttle", "throttle"], "another limit: its memory is not this pool's room"
     assert actions([look(priority="normal", usage=400 * MIB, headroom=10 * MIB),
-                    look(priority="normal", usage=300 * MIB, headroom=10 * MIB)]) == ["throttle", "throttle"]
-    assert actions([high, look(priority="low", usage=100 * MIB, headroom=10 * MIB)]) == ["throttle", "none"], \
-        "a call within its budget is not where the room is"
+                    look(priority="normal", usage=300 * MIB, headroom=10 * MIB, swap_free=SWAP)]) \
+        == ["throttle", "throttle"]
+    assert actions([high, look(priority="low", usage=100 * MIB, headroom=10 * MIB, swap_free=SWAP)]) \
+        == ["throttle", "none"], "a call within its budget is not where the room is"
+    assert actions([high, look(priority="low", usage=300 * MIB, headroom=10 * MIB)]) == ["throttle", "throttle"], \
+        "without swap a frozen call makes no room: each keeps its own rung"
 
 
 def test_a_lower_priority_call_on_its_way_to_swap_makes_room_and_one_frozen_without_swap_does_not():
     high = look(priority="high", usage=400 * MIB, headroom=10 * MIB)
-    going = look(priority="low", stage="frozen", usage=300 * MIB, headroom=10 * MIB, swap_free=1024 * MIB)
+    going = look(priority="low", stage="frozen", usage=300 * MIB, headroom=10 * MIB, swap_free=SWAP)
     assert going[2].action == "reclaim"
     assert actions([high, going]) == ["none", "reclaim"]
     reclaiming = look(priority="low", stage="swapped", usage=200 * MIB, headroom=10 * MIB, reclaiming=True)
