@@ -50,6 +50,7 @@ class CallState:
     stall_total_us: float | None = None
     stall_seen: float | None = None
     stalled_since: float | None = None
+    stall_swapped: int = 0  # its memory.swap.current when the stall (window) began
     peak: int = 0
     was_populated: bool = False
     first_seen: float = field(default_factory=time.monotonic)
@@ -451,21 +452,25 @@ class Controller:
         usage = int(self.files.read(f"{cg.path}/memory.current"))
         state.peak = max(state.peak, usage)
         stall_frac = self._stall_frac(cg, state, now)
-        threshold = self.cfg.stall_frac
-        if stall_frac >= threshold:
-            state.stalled_since = state.stalled_since or now
-        else:
+        swapped = self._swapped(cg) if state.stage != "running" else 0
+        if stall_frac < self.cfg.stall_frac:
             state.stalled_since = None
+        elif state.stalled_since is None:
+            state.stalled_since, state.stall_swapped = now, swapped
         budget = self._budget(meta)
-        swapped = self._swapped(cg) if state.stage in ("frozen", "swapped") else 0
         swap_free = swap_room(str(cg.path), self._meminfo.get("SwapFree", 0), self._swap_memo, self.files.read,
                               self._limits)
         view = ladder.ToolView(usage=usage, budget=budget, headroom=headroom, stall_frac=stall_frac,
                                stage=state.stage, stage_age=now - state.stage_since,
                                stalled_for=now - state.stalled_since if state.stalled_since else 0.0,
                                priority=priority, swapped=swapped, swap_free=swap_free,
-                               reclaiming=self._is_reclaiming(cg))
-        self._looks.append((pool, wname, cg, state, ladder.decide(view, self.cfg), view, meta))
+                               reclaiming=self._is_reclaiming(cg),
+                               swapped_in_stall=swapped - state.stall_swapped if state.stalled_since else 0)
+        decision = ladder.decide(view, self.cfg)
+        if state.stage == "throttled" and view.stalled_for >= self.cfg.freeze_after_s and not decision.acts:
+            # stalled that long but not frozen: it made its way into swap; the next window must show it again
+            state.stalled_since, state.stall_swapped = now, swapped
+        self._looks.append((pool, wname, cg, state, decision, view, meta))
 
     def _swapped(self, cg: Cgroup) -> int:
         """memory.swap.current of a call (0 on a kernel without swap accounting)."""

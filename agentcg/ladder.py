@@ -12,9 +12,10 @@ The ladder, per tool call:
   legitimately burst 15x its class's usual peak, and slowing it then protects nobody.
 - throttled: when headroom comes back (2 x reserve) memory.high is lifted again. When the call keeps stalling
   on memory.high (its memory PSI `stall_frac` >= `stall_frac` of the time) for `freeze_after_s`, it is frozen:
-  a throttle alone can stall a call forever when nothing is reclaimable (no swap). While swap can take its
-  growth (the reserve), a stall on memory.high is progress at the pace its own pages go to swap: it stays
-  throttled (freezing it would stop it, and pushing it out would need room for all of it to come back).
+  a throttle alone can stall a call forever when nothing is reclaimable (no swap). While its pages go to swap
+  during the stall (and swap can take its growth, the reserve) the stall is progress at that pace: it stays
+  throttled (freezing it would stop it, and pushing it out would need room for all of it to come back), and
+  the next `freeze_after_s` must show progress again.
 - frozen: thawed (and memory.high lifted) as soon as the workload has room for it again. When several calls are
   due to be killed at once, only the lowest-priority one (the largest of those) is, and the others are looked at
   again (`first_to_kill`). With swap free for
@@ -91,6 +92,7 @@ class ToolView:
     swapped: int = 0    # memory.swap.current of the tool cgroup (0 without swap)
     swap_free: int = 0  # what swap can still take (0 without swap)
     reclaiming: bool = False  # its memory is being pushed to swap (memory.reclaim under way)
+    swapped_in_stall: int = 0  # how much more it holds in swap than when its stall began
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def decide(v: ToolView, cfg: LadderConfig) -> Decision:
     if v.stage == "throttled":
         if v.headroom >= 2 * reserve:
             return Decision("release", f"workload headroom back to {_mib(v.headroom)}")
-        if v.stalled_for >= cfg.freeze_after_s and v.swap_free < reserve:
+        if v.stalled_for >= cfg.freeze_after_s and not (v.swap_free >= reserve and v.swapped_in_stall > 0):
             return Decision("freeze", f"stalled on memory.high for {v.stalled_for:.1f} s with "
                                       f"{_mib(max(v.headroom, 0))} headroom")
         return NOTHING

@@ -226,11 +226,14 @@ def test_a_call_that_waited_its_time_in_swap_resumes_while_swap_has_room_instead
     assert d.action == "thaw" and "resumes with its memory in swap" in d.reason
 
 
-def test_a_throttled_call_stalling_with_swap_to_take_its_growth_stays_throttled():
+def test_a_throttled_call_stalling_while_its_pages_go_to_swap_stays_throttled():
     """Its stall is progress at the pace its pages go to swap; frozen it would make none."""
     v = dict(stage="throttled", usage=300 * MIB, headroom=10 * MIB, stall_frac=0.9, stalled_for=5)
-    assert decide(view(**v, swap_free=1024 * MIB), CFG).action == "none"
-    assert decide(view(**v, swap_free=10 * MIB), CFG).action == "freeze", "swap (nearly) full: as without swap"
+    assert decide(view(**v, swap_free=1024 * MIB, swapped_in_stall=8 * MIB), CFG).action == "none"
+    assert decide(view(**v, swap_free=10 * MIB, swapped_in_stall=8 * MIB), CFG).action == "freeze", \
+        "swap (nearly) full: as without swap"
+    assert decide(view(**v, swap_free=1024 * MIB), CFG).action == "freeze", \
+        "swap free but nothing of it went there (its memory cannot be reclaimed): a stall, not progress"
 
 
 def test_of_calls_due_to_be_killed_together_the_lowest_priority_and_then_the_largest_goes_first():
