@@ -228,7 +228,7 @@ def test_tight_every_policy_in_one_run(cg, record_measurement):
     assert table["static-avg"]["survived"] < table["static-avg"]["agents"], table
 
 
-# `moderate` (the bursts together, their concurrent peak 98% of the budget): nothing has to die, and no policy may
+# `moderate` (the bursts together, their concurrent peak 95% of the budget): nothing has to die, and no policy may
 # kill anything; the price is the high-priority agent's allocation latency, recorded (P50/P95) against no control
 # in the same run (one seed here; `agentcg bench contention --scenario moderate` has the medians over seeds).
 @pytest.mark.evaluation

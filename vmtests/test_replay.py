@@ -91,7 +91,7 @@ def test_tight_budget_with_static_average_limits_oom_kills(cg):
             assert not a.survived, _summary(a)
 
 
-# The same agents, their bursts together, with just enough memory (their concurrent peak is 98% of the budget):
+# The same agents, their bursts together, with just enough memory (their concurrent peak is 95% of the budget):
 # without any control all finish, nothing is killed.
 @pytest.mark.requires("memcg")
 def test_moderate_budget_without_control_keeps_every_agent_alive(cg):
