@@ -31,7 +31,9 @@ from agentcg.workloads.scenario import ScenarioError, load_scenario
 EXAMPLES = int(os.environ.get("AGENTCG_FUZZ_EXAMPLES", "10000"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-CASE_BOUND_S = 2.0  # one case taking longer is a hang in the making (quadratic parsing, unbounded loops)
+# one case taking longer is a hang in the making (quadratic parsing, unbounded loops); CPU time of this process, not
+# wall time: CI runs the host tests beside two guests on two cores, and a starved case is not a slow one
+CASE_BOUND_S = 2.0
 WORK = Path(tempfile.mkdtemp(prefix="agentcg-fuzz-"))  # made at import (the constants below name files in it)
 atexit.register(shutil.rmtree, WORK, ignore_errors=True)  # ... so removed at exit, even when no test here ran
 
@@ -101,12 +103,12 @@ def json_or_bytes(seed):
 
 def surface(call, errors: tuple[type[BaseException], ...]):
     """Run one case: a valid result or one of the surface's errors, within the bound."""
-    started = time.monotonic()
+    started = time.process_time()
     try:
         call()
     except errors:
         pass
-    took = time.monotonic() - started
+    took = time.process_time() - started
     assert took < CASE_BOUND_S, f"one case took {took:.1f} s"
 
 
@@ -214,14 +216,14 @@ HOOK_SEED = {"session_id": "s1", "tool_name": "Bash", "tool_use_id": "toolu_1",
 def test_hook_stdin(case, which):
     env = {"AGENTCG_WORKLOAD": "claude-1", "AGENTCG_EVENTS": str(WORK / "events.jsonl")}
     out = io.StringIO()
-    started = time.monotonic()
+    started = time.process_time()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(case[0]), encoding="utf-8", errors="strict"))
         mp.setattr("sys.stdout", out)
         for k, v in env.items():
             mp.setenv(k, v)
         assert hooks.main(which) == 0, "the hook never breaks the agent"
-    assert time.monotonic() - started < CASE_BOUND_S
+    assert time.process_time() - started < CASE_BOUND_S
     if out.getvalue().strip():
         answer = json.loads(out.getvalue())
         assert isinstance(answer, dict)
@@ -230,10 +232,10 @@ def test_hook_stdin(case, which):
 def test_classifying_a_huge_quoted_command_is_linear():
     """The hook classifies every Bash command: 1 MB of quoted argument must not take seconds."""
     from agentcg.classify import classify
-    started = time.monotonic()
+    started = time.process_time()
     classify("python -c '" + "x" * 1_000_000 + "'")
     classify('echo "' + 'a\\" ' * 200_000 + '"')
-    assert time.monotonic() - started < CASE_BOUND_S
+    assert time.process_time() - started < CASE_BOUND_S
 
 
 # ---- the command line ---------------------------------------------------------------------------------------
@@ -254,9 +256,9 @@ def test_cli(argv):
     if argv[0] in REFUSED or (len(argv) > 1 and argv[1] in REFUSED) or "replay" in argv[:2]:
         return
     (WORK / "garbage.bin").write_bytes(b"\xff\xfe\x00garbage: [")
-    started = time.monotonic()
+    started = time.process_time()
     result = CliRunner().invoke(main, argv, input="")
-    assert time.monotonic() - started < 10 * CASE_BOUND_S
+    assert time.process_time() - started < 10 * CASE_BOUND_S
     assert result.exception is None or isinstance(result.exception, SystemExit), \
         f"{argv!r}: {type(result.exception).__name__}: {result.exception}\n{result.output[-2000:]}"
     if result.exit_code != 0 and result.exit_code != 2:  # 2: click's own usage error

@@ -77,7 +77,7 @@ def test_parse_mem_units(text, expected):
     assert traces.parse_mem(text) == expected
 
 
-@pytest.mark.parametrize("text", ["--", "", "12 parsecs", "MB", None])
+@pytest.mark.parametrize("text", ["--", "", "12 parsecs", "MB", None, float("inf"), float("nan"), -1])
 def test_parse_mem_rejects_garbage(text):
     with pytest.raises(ValueError):
         traces.parse_mem(text)

@@ -101,6 +101,8 @@ def default_root() -> Path:
 def parse_mem(text: str | int | float) -> int:
     """Bytes in a podman memory field: "185.3MB / 134.5GB" -> 185300000 (the usage, before the "/")."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if not math.isfinite(text) or text < 0:  # JSON's Infinity and NaN parse as floats
+            raise ValueError(f"unreadable memory value {text!r}")
         return int(text)
     if not isinstance(text, str):
         raise ValueError(f"memory value {text!r} is not a string")
