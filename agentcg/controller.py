@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from agentcg import ladder
 from agentcg.budgets import Budgets
@@ -71,6 +71,17 @@ class CallEntry:
     cgid: int
     cg: Cgroup
     finished: bool = False
+
+
+class Look(NamedTuple):
+    """One call as a look observed it: what ladder.yields weighs between calls, and what carrying out needs."""
+    pool: str  # the cgroup whose limit binds its workload ("" for the host's memory)
+    workload: str
+    cg: Cgroup
+    state: CallState
+    decision: ladder.Decision  # ladder.decide's, before the calls are weighed against each other
+    view: ladder.ToolView
+    meta: object
 
 
 class EventLog:
@@ -192,7 +203,7 @@ class Controller:
         self.calls: dict[tuple[str, str], CallState] = {}
         self.agents: dict[str, AgentState] = {}
         self.turn: str | None = None  # the agent growing while agents share too little headroom
-        self._looks: list[tuple] = []  # this look's calls: (pool, workload, cgroup, state, decision, view, meta)
+        self._looks: list[Look] = []  # this look's calls
         self._reclaiming: dict[str, threading.Thread] = {}  # memory.reclaim in progress, per call cgroup
         self._reclaim_errors: list[str] = []  # from those threads, logged by the next tick
         self.reclaim_cpu_s = 0.0
@@ -253,12 +264,7 @@ class Controller:
             if agent:
                 agents.append(agent)
             for cg in self._calls_of(wname, tools):
-                try:
-                    self._tick_call(wname, cg, headroom, pool, priority, now)
-                except OSError as e:
-                    if not cgroup_gone(e):
-                        raise
-                    self._drop_call(wname, cg.name)
+                self._on_call(wname, cg, self._tick_call, wname, cg, headroom, pool, priority, now)
         self._host_bound = host_bound
         self._decide_look()
         self._take_turns(agents)
@@ -409,18 +415,21 @@ class Controller:
         priorities between the calls of a pool (ladder.yields), and one kill per look, the lowest priority
         first (ladder.first_to_kill)."""
         looks, self._looks = self._looks, []
-        final = ladder.yields([(pool, view, decision) for pool, _, _, _, decision, view, _ in looks], self.cfg)
+        final = ladder.yields([(look.pool, look.view, look.decision) for look in looks], self.cfg)
         kills = [(look, d) for look, d in zip(looks, final) if d.action == "kill"]
-        chosen = [kills[ladder.first_to_kill([(look[5].priority, look[5].usage) for look, _ in kills])]] \
+        chosen = [kills[ladder.first_to_kill([(look.view.priority, look.view.usage) for look, _ in kills])]] \
             if kills else []
-        for (_, wname, cg, state, _, view, meta), decision in \
-                [(look, d) for look, d in zip(looks, final) if d.acts and d.action != "kill"] + chosen:
-            try:
-                self._apply(wname, cg, state, decision, view, meta)
-            except OSError as e:
-                if not cgroup_gone(e):
-                    raise
-                self._drop_call(wname, cg.name)
+        for look, decision in [(look, d) for look, d in zip(looks, final) if d.acts and d.action != "kill"] + chosen:
+            self._on_call(look.workload, look.cg, self._apply, look, decision)
+
+    def _on_call(self, wname: str, cg: Cgroup, fn, *args) -> None:
+        """fn(*args) on a call's cgroup; a call whose cgroup was removed meanwhile is forgotten."""
+        try:
+            fn(*args)
+        except OSError as e:
+            if not cgroup_gone(e):
+                raise
+            self._drop_call(wname, cg.name)
 
     def _tick_call(self, wname: str, cg: Cgroup, headroom: int, pool: str, priority: str, now: float) -> None:
         key = (wname, cg.name)
@@ -458,8 +467,9 @@ class Controller:
         elif state.stalled_since is None:
             state.stalled_since, state.stall_swapped = now, swapped
         budget = self._budget(meta)
+        # swap room matters to a call the ladder holds or may make yield (over its budget); not to the others
         swap_free = swap_room(str(cg.path), self._meminfo.get("SwapFree", 0), self._swap_memo, self.files.read,
-                              self._limits)
+                              self._limits) if state.stage != "running" or usage > budget else 0
         view = ladder.ToolView(usage=usage, budget=budget, headroom=headroom, stall_frac=stall_frac,
                                stage=state.stage, stage_age=now - state.stage_since,
                                stalled_for=now - state.stalled_since if state.stalled_since else 0.0,
@@ -467,10 +477,9 @@ class Controller:
                                reclaiming=self._is_reclaiming(cg),
                                swapped_in_stall=swapped - state.stall_swapped if state.stalled_since else 0)
         decision = ladder.decide(view, self.cfg)
-        if state.stage == "throttled" and view.stalled_for >= self.cfg.freeze_after_s and not decision.acts:
-            # stalled that long but not frozen: it made its way into swap; the next window must show it again
+        if decision.new_stall_window:
             state.stalled_since, state.stall_swapped = now, swapped
-        self._looks.append((pool, wname, cg, state, decision, view, meta))
+        self._looks.append(Look(pool, wname, cg, state, decision, view, meta))
 
     def _swapped(self, cg: Cgroup) -> int:
         """memory.swap.current of a call (0 on a kernel without swap accounting)."""
@@ -517,7 +526,8 @@ class Controller:
         state.stall_total_us, state.stall_seen = total, now
         return frac
 
-    def _apply(self, wname, cg, state, decision, view, meta) -> None:
+    def _apply(self, look: Look, decision: ladder.Decision) -> None:
+        wname, cg, state, view, meta = look.workload, look.cg, look.state, look.view, look.meta
         action = decision.action
         if action == "throttle":
             cg.write("memory.high", decision.high)

@@ -101,6 +101,7 @@ class Decision:
     reason: str = ""
     high: int | None = None  # for throttle: the memory.high to write
     reclaim: int | None = None  # for reclaim: the bytes to write to memory.reclaim
+    new_stall_window: bool = False  # a throttled call's stall was progress into swap: judge it afresh from now
 
     @property
     def acts(self) -> bool:
@@ -131,10 +132,14 @@ def decide(v: ToolView, cfg: LadderConfig) -> Decision:
     if v.stage == "throttled":
         if v.headroom >= 2 * reserve:
             return Decision("release", f"workload headroom back to {_mib(v.headroom)}")
-        if v.stalled_for >= cfg.freeze_after_s and not (v.swap_free >= reserve and v.swapped_in_stall > 0):
-            return Decision("freeze", f"stalled on memory.high for {v.stalled_for:.1f} s with "
-                                      f"{_mib(max(v.headroom, 0))} headroom")
-        return NOTHING
+        if v.stalled_for < cfg.freeze_after_s:
+            return NOTHING
+        if v.swap_free >= reserve and v.swapped_in_stall > 0:
+            return Decision("none", f"stalled {v.stalled_for:.1f} s while {_mib(v.swapped_in_stall)} went to swap: "
+                                    f"progress, judged again over the next {cfg.freeze_after_s:g} s",
+                            new_stall_window=True)
+        return Decision("freeze", f"stalled on memory.high for {v.stalled_for:.1f} s with "
+                                  f"{_mib(max(v.headroom, 0))} headroom")
     if v.stage == "frozen":
         if v.headroom >= 2 * reserve:
             return Decision("thaw", f"workload headroom back to {_mib(v.headroom)}")

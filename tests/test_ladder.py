@@ -229,7 +229,10 @@ def test_a_call_that_waited_its_time_in_swap_resumes_while_swap_has_room_instead
 def test_a_throttled_call_stalling_while_its_pages_go_to_swap_stays_throttled():
     """Its stall is progress at the pace its pages go to swap; frozen it would make none."""
     v = dict(stage="throttled", usage=300 * MIB, headroom=10 * MIB, stall_frac=0.9, stalled_for=5)
-    assert decide(view(**v, swap_free=1024 * MIB, swapped_in_stall=8 * MIB), CFG).action == "none"
+    d = decide(view(**v, swap_free=1024 * MIB, swapped_in_stall=8 * MIB), CFG)
+    assert d.action == "none" and d.new_stall_window, "and the next window must show progress again"
+    assert not decide(view(**{**v, "stalled_for": CFG.freeze_after_s / 2}, swap_free=1024 * MIB,
+                           swapped_in_stall=8 * MIB), CFG).new_stall_window, "its window is not over yet"
     assert decide(view(**v, swap_free=10 * MIB, swapped_in_stall=8 * MIB), CFG).action == "freeze", \
         "swap (nearly) full: as without swap"
     assert decide(view(**v, swap_free=1024 * MIB), CFG).action == "freeze", \
