@@ -142,6 +142,82 @@ def test_nested_override_survives_parent_detach(cg, pins):
     assert d_outer["charged"] == 0
 
 
+# ---- one struct_ops map through several links (the RFC's hierarchy selftest attaches one map three times) ------
+
+def link_probe(att, cgroup, pins, tag, override=False):
+    """One more link of `att`'s map (its programs and maps shared) to `cgroup`."""
+    return memcg_bpf.link(att.ops_map, cgroup.path, pins / tag, override=override)
+
+
+def charged_in(cg, att) -> int:
+    """Charges the shared probe counted for cg (its watched cgroup) while cg allocated 1 MiB."""
+    bpfmaps.set_test_config(att, watch_cgid=cgroup_id(cg.path))
+    _, delta = touch_timed(cg, 1024, counters_of=att)
+    return delta["charged_watched"]
+
+
+def nested(cg, depth: int) -> list:
+    """cg and `depth` - 1 descendants below it, one per level, the memory controller enabled down to the last."""
+    levels = [cg]
+    for i in range(depth - 1):
+        levels[-1].enable("memory")
+        levels.append(levels[-1].child(f"l{i + 1}"))
+    return levels
+
+
+# /cg with BPF_F_ALLOW_OVERRIDE, /cg/cg without flags: both links of one map attach, each reporting its own
+# cgroup; /cg/cg/cg without flags is -EBUSY (its ops come from a link made without the override flag).
+def test_one_map_attaches_to_several_cgroups(cg, pins):
+    top, mid, low = nested(cg, 3)
+    outer = attach_probe(top, pins, "outer", override=True)
+    inner = link_probe(outer, mid, pins, "inner")
+    assert inner.map_id == outer.map_id and inner.link_id != outer.link_id
+    assert (outer.info()["cgroup_id"], inner.info()["cgroup_id"]) == (cgroup_id(top.path), cgroup_id(mid.path))
+    expect_errno(errno.EBUSY, lambda: link_probe(outer, low, pins, "lowest"))
+    expect_errno(errno.EBUSY, lambda: link_probe(outer, mid, pins, "mid-again", override=True))
+    assert charged_in(low, outer) >= 1, "the nested link's cgroups run the map's programs"
+
+
+# Detaching the outer link of a map leaves the cgroups of the same map's nested link alone (they are not the
+# outer link's to restore); its own subtree outside the nested link loses the ops. Then the nested link's detach
+# restores what its parent runs by then: nothing.
+def test_outer_link_of_a_map_detaches_without_touching_its_nested_link(cg, pins):
+    top, mid, low = nested(cg, 3)
+    side = top.child("side")
+    outer = attach_probe(top, pins, "outer", override=True)
+    inner = link_probe(outer, mid, pins, "inner")
+    outer.detach()
+    assert outer.info()["map_id"] == 0 and inner.info()["map_id"] == outer.map_id
+    assert charged_in(side, outer) == 0, "the outer link's own subtree has no ops after its detach"
+    assert charged_in(low, outer) >= 1, "the nested link still runs for its subtree"
+    inner.detach()
+    assert charged_in(low, outer) == 0, "detached both: the subtree has its parent's ops again (none)"
+
+
+# Removing the cgroups of a map's links, innermost first (each link hangs up in turn, the outer one keeps running
+# for what remains), or after the outer link was detached: each link detaches once, with its own cgroup kept in
+# link info, and nothing is left attached.
+@pytest.mark.parametrize("order", ["inner-first", "outer-detached-first"])
+def test_cgroups_of_one_maps_links_can_be_removed_in_either_order(cg, pins, order):
+    cg.enable("memory")
+    top, mid, low = nested(cg.child("t"), 3)  # below the fixture's cgroup: removable
+    outer = attach_probe(top, pins, "outer", override=True)
+    inner = link_probe(outer, mid, pins, "inner")
+    if order == "outer-detached-first":
+        outer.detach()
+    low.path.rmdir()
+    mid.path.rmdir()
+    assert inner.wait_hup(5000), "the nested link hangs up with its cgroup"
+    assert inner.info()["cgroup_id"] == inner.cgroup_id
+    if order == "inner-first":
+        assert not outer.info()["hup"] and outer.info()["map_id"] == outer.map_id
+        after = top.child("after")
+        assert charged_in(after, outer) >= 1, "the outer link still runs below its cgroup"
+        after.path.rmdir()
+    top.path.rmdir()
+    assert outer.wait_hup(5000) and outer.info()["map_id"] == 0
+
+
 # Removing the cgroup of an attach point detaches the link: its fd polls EPOLLHUP and it reports no map.
 def test_cgroup_removal_auto_detaches_with_hangup(cg, pins):
     cg.enable("memory")

@@ -67,6 +67,11 @@ class Attachment:
     map_id: int
     cgroup_id: int
 
+    @property
+    def ops_map(self) -> Path:
+        """The struct_ops map's pin (attachments made by `attach`): what `link` attaches again."""
+        return self.pin / "ops"
+
     def info(self) -> dict:
         return _loader("info", "--pin", str(self.pin))
 
@@ -97,6 +102,17 @@ def attach(obj_path: Path, cgroup: Path | None, pin: Path, override: bool = Fals
         args += ["--flags", str(flags)]
     for name, value in (sets or {}).items():
         args += ["--set", f"{name}={value}"]
+    r = _loader(*args)
+    return Attachment(pin, r["link_id"], r["map_id"], r["cgroup_id"])
+
+
+def link(ops_map: Path, cgroup: Path | None, pin: Path, override: bool = False) -> Attachment:
+    """One more link of an attached struct_ops map (an Attachment's `ops_map`) to `cgroup`: one policy, its maps
+    shared, on several cgroups. The new Attachment's pins hold only its link."""
+    args = ["link", str(ops_map), "--pin", str(pin)]
+    args += ["--cgroup", str(cgroup)] if cgroup is not None else []
+    if override:
+        args.append("--override")
     r = _loader(*args)
     return Attachment(pin, r["link_id"], r["map_id"], r["cgroup_id"])
 

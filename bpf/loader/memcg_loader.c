@@ -9,6 +9,9 @@
  *
  *   memcg_loader attach OBJ --pin DIR [--cgroup PATH | --no-cgroup] [--override]
  *                [--flags N] [--set VAR=VALUE]...
+ *                (the struct_ops map is pinned too, as DIR/ops)
+ *   memcg_loader link MAP_PIN --pin DIR [--cgroup PATH] [--override] [--flags N]
+ *                (one more link of an attached map, e.g. OTHER_DIR/ops: one map on several cgroups)
  *   memcg_loader detach --pin DIR        (BPF_LINK_DETACH; pins stay)
  *   memcg_loader unpin --pin DIR         (remove pins: the link goes with its last fd)
  *   memcg_loader info --pin DIR [--timeout-ms N]
@@ -93,14 +96,88 @@ static void unpin_all(const char *dir)
 	rmdir(dir);
 }
 
+/*
+ * Link the loaded struct_ops map @map_fd to o->cgroup (with o's flags) and pin
+ * the link as DIR/link. Returns the link fd, or -errno with *stage set.
+ */
+static int link_map(int map_fd, struct opts *o, __u32 *flags_out, const char **stage)
+{
+	char path[PATH_MAX];
+	int cg_fd = -1, link_fd, err;
+	__u32 flags = 0;
+
+	*stage = "cgroup";
+	if (o->cgroup) {
+		cg_fd = open(o->cgroup, O_RDONLY | O_DIRECTORY);
+		if (cg_fd < 0)
+			return -errno;
+		flags |= BPF_F_CGROUP_FD;
+	}
+	if (o->override)
+		flags |= BPF_F_ALLOW_OVERRIDE;
+	if (o->raw_flags >= 0)
+		flags = o->raw_flags;
+	*flags_out = flags;
+
+	link_fd = link_create(map_fd, cg_fd < 0 ? 0 : cg_fd, flags);
+	err = link_fd < 0 ? -errno : 0;
+	if (cg_fd >= 0)
+		close(cg_fd);
+	*stage = "attach";
+	if (err)
+		return err;
+	*stage = "pin";
+	snprintf(path, sizeof(path), "%s/link", o->pin);
+	if ((mkdir(o->pin, 0700) && errno != EEXIST) || bpf_obj_pin(link_fd, path)) {
+		err = -errno;
+		close(link_fd);
+		return err;
+	}
+	return link_fd;
+}
+
+static void print_link(int link_fd, int map_fd, __u32 flags)
+{
+	struct bpf_link_info li = {};
+	struct bpf_map_info info = {};
+	__u32 li_len = sizeof(li), info_len = sizeof(info);
+
+	bpf_map_get_info_by_fd(map_fd, &info, &info_len);
+	bpf_link_get_info_by_fd(link_fd, &li, &li_len);
+	printf("{\"ok\": true, \"link_id\": %u, \"map_id\": %u, \"cgroup_id\": %llu, \"flags\": %u}\n",
+	       li.id, info.id, (unsigned long long)li.struct_ops.cgroup_id, flags);
+}
+
+static int cmd_link(struct opts *o)
+{
+	const char *stage;
+	__u32 flags;
+	int map_fd, link_fd;
+
+	map_fd = bpf_obj_get(o->obj);
+	if (map_fd < 0)
+		return fail("open", errno, o->obj);
+	link_fd = link_map(map_fd, o, &flags, &stage);
+	if (link_fd < 0) {
+		close(map_fd);
+		if (!strcmp(stage, "pin"))
+			unpin_all(o->pin);
+		return fail(!strcmp(stage, "pin") ? "pin" : "attach", -link_fd,
+			    !strcmp(stage, "pin") ? o->pin : !strcmp(stage, "cgroup") ? o->cgroup : "BPF_LINK_CREATE");
+	}
+	print_link(link_fd, map_fd, flags);
+	close(link_fd);
+	close(map_fd);
+	return 0;
+}
+
 static int cmd_attach(struct opts *o)
 {
 	struct bpf_object *obj;
 	struct bpf_map *map, *ops = NULL;
-	struct bpf_map_info info = {};
-	__u32 info_len = sizeof(info);
 	char path[PATH_MAX];
-	int err, i, cg_fd = -1, link_fd = -1;
+	const char *stage;
+	int err, i, link_fd = -1;
 	__u32 flags = 0;
 
 	obj = bpf_object__open_file(o->obj, NULL);
@@ -138,63 +215,33 @@ static int cmd_attach(struct opts *o)
 	}
 
 	prime_struct_ops(ops);
-	if (o->cgroup) {
-		cg_fd = open(o->cgroup, O_RDONLY | O_DIRECTORY);
-		if (cg_fd < 0) {
-			err = errno;
-			bpf_object__close(obj);
-			return fail("attach", err, o->cgroup);
-		}
-		flags |= BPF_F_CGROUP_FD;
-	}
-	if (o->override)
-		flags |= BPF_F_ALLOW_OVERRIDE;
-	if (o->raw_flags >= 0)
-		flags = o->raw_flags;
-
-	link_fd = link_create(bpf_map__fd(ops), cg_fd < 0 ? 0 : cg_fd, flags);
-	err = link_fd < 0 ? errno : 0;
-	if (cg_fd >= 0)
-		close(cg_fd);
-	if (err) {
+	link_fd = link_map(bpf_map__fd(ops), o, &flags, &stage);
+	if (link_fd < 0) {
+		err = -link_fd;
+		if (!strcmp(stage, "pin"))
+			goto undo;
 		bpf_object__close(obj);
-		return fail("attach", err, "BPF_LINK_CREATE");
-	}
-
-	if (mkdir(o->pin, 0700) && errno != EEXIST) {
-		err = errno;
-		goto undo;
-	}
-	snprintf(path, sizeof(path), "%s/link", o->pin);
-	if (bpf_obj_pin(link_fd, path)) {
-		err = errno;
-		goto undo;
+		return fail("attach", err, !strcmp(stage, "cgroup") ? o->cgroup : "BPF_LINK_CREATE");
 	}
 	bpf_object__for_each_map(map, obj) {
-		if (map == ops || strchr(bpf_map__name(map), '.'))
+		if (strchr(bpf_map__name(map), '.'))
 			continue;	/* internal .rodata/.bss maps are not pinned */
-		snprintf(path, sizeof(path), "%s/%s", o->pin, bpf_map__name(map));
+		/* the struct_ops map as DIR/ops, for `link` */
+		snprintf(path, sizeof(path), "%s/%s", o->pin, map == ops ? "ops" : bpf_map__name(map));
 		if (bpf_map__pin(map, path)) {
 			err = errno;
 			goto undo;
 		}
 	}
-	bpf_map_get_info_by_fd(bpf_map__fd(ops), &info, &info_len);
-	{
-		struct bpf_link_info li = {};
-		__u32 li_len = sizeof(li);
-
-		bpf_link_get_info_by_fd(link_fd, &li, &li_len);
-		printf("{\"ok\": true, \"link_id\": %u, \"map_id\": %u, \"cgroup_id\": %llu, \"flags\": %u}\n",
-		       li.id, info.id, (unsigned long long)li.struct_ops.cgroup_id, flags);
-	}
+	print_link(link_fd, bpf_map__fd(ops), flags);
 	close(link_fd);
 	bpf_object__close(obj);
 	return 0;
 
 undo:
 	unpin_all(o->pin);
-	close(link_fd);
+	if (link_fd >= 0)
+		close(link_fd);
 	bpf_object__close(obj);
 	return fail("pin", err, o->pin);
 }
@@ -449,6 +496,7 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: memcg_loader attach OBJ --pin DIR [--cgroup PATH|--no-cgroup] [--override]\n"
 			"                    [--flags N] [--set VAR=VALUE]...\n"
+			"       memcg_loader link MAP_PIN --pin DIR [--cgroup PATH] [--override] [--flags N]\n"
 			"       memcg_loader detach|unpin --pin DIR\n"
 			"       memcg_loader info --pin DIR [--timeout-ms N]\n"
 			"       memcg_loader ringbuf-drain --pin DIR --map NAME --timeout-ms N\n"
@@ -486,6 +534,11 @@ int main(int argc, char **argv)
 		if (!o.obj || (!o.cgroup && !o.no_cgroup))
 			return usage();
 		return cmd_attach(&o);
+	}
+	if (!strcmp(o.cmd, "link")) {
+		if (!o.obj)
+			return usage();
+		return cmd_link(&o);
 	}
 	if (!strcmp(o.cmd, "detach"))
 		return cmd_detach(&o);
