@@ -18,7 +18,8 @@ The ladder, per tool call:
   the next `freeze_after_s` must show progress again.
 - frozen: thawed (and memory.high lifted) as soon as the workload has room for it again. When several calls are
   due to be killed at once, only the lowest-priority one (the largest of those) is, and the others are looked at
-  again (`first_to_kill`). With swap free for
+  again; a lower-priority call whose death could not let a held higher-priority call go on is spared until that
+  call is dealt with (`first_to_kill`). With swap free for
   all it holds, its memory is pushed out (memory.reclaim on the frozen call): it stops holding the memory others
   need, and waits in swap. Without swap, killed as a last resort after `kill_after_s` without room. Killing
   takes the whole tool subtree (cgroup.kill).
@@ -171,11 +172,38 @@ def _rank(priority: str) -> int:
     return PRIORITIES.index(priority) if priority in PRIORITY else PRIORITIES.index("normal")
 
 
-def first_to_kill(candidates: list[tuple[str, int]]) -> int:
-    """Of the calls the ladder would kill in the same look ((priority, usage) each), the one to kill now: the
-    lowest priority, the largest of those. The others wait for the next look, which may find the room its death
-    made (and thaw them instead)."""
-    return min(range(len(candidates)), key=lambda i: (_rank(candidates[i][0]), -candidates[i][1], i))
+def resume_room(v: ToolView, cfg: LadderConfig) -> int | None:
+    """The headroom at which decide() lets a held call go on (released, thawed; from swap, with room for what it
+    swapped out); None for a running call."""
+    reserve = reserve_for(cfg.reserve_bytes, v.priority)
+    if v.stage in ("throttled", "frozen"):
+        return 2 * reserve
+    if v.stage == "swapped":
+        return 2 * reserve + v.swapped
+    return None
+
+
+def first_to_kill(candidates: list[tuple[str, ToolView]], held: list[tuple[str, ToolView]],
+                  cfg: LadderConfig) -> int | None:
+    """Of the calls the ladder would kill in the same look ((pool, view) each), the one to kill now (its index), or
+    None: the lowest priority, the largest of those; the others wait for the next look, which may find the room its
+    death made (and thaw them instead). But a lower-priority call is not killed for nothing: when a held call of
+    higher priority in its pool (held: (pool, view) of the look's throttled, frozen and swapped calls) could not
+    go on even with every lower-priority call due to be killed gone (their memory and the headroom short of its
+    resume_room), killing them saves nobody. They wait, frozen, and the higher call goes first when it is due: its
+    memory is what makes room (without swap: two bursts that cannot meet in the limit lose one call, not two)."""
+    def futile(i: int) -> bool:
+        pool, v = candidates[i]
+        for hpool, h in held:
+            if hpool != pool or _rank(h.priority) <= _rank(v.priority):
+                continue
+            freed = sum(c.usage for cpool, c in candidates if cpool == pool and _rank(c.priority) < _rank(h.priority))
+            if h.headroom + freed < resume_room(h, cfg):
+                return True
+        return False
+    order = sorted(range(len(candidates)),
+                   key=lambda i: (_rank(candidates[i][1].priority), -candidates[i][1].usage, i))
+    return next((i for i in order if not futile(i)), None)
 
 
 HOLDING = ("throttle", "freeze", "reclaim", "kill")  # what slows or stops a call

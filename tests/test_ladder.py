@@ -239,10 +239,34 @@ def test_a_throttled_call_stalling_while_its_pages_go_to_swap_stays_throttled():
         "swap free but nothing of it went there (its memory cannot be reclaimed): a stall, not progress"
 
 
+def due(priority, usage, pool="p", headroom=100 * MIB):
+    """A frozen call due to be killed (a kill candidate and a held call alike)."""
+    return pool, view(stage="frozen", priority=priority, usage=usage, headroom=headroom, stage_age=5)
+
+
+def kill_first(*calls, held=()):
+    return ladder.first_to_kill(list(calls), list(calls) + list(held), CFG)
+
+
 def test_of_calls_due_to_be_killed_together_the_lowest_priority_and_then_the_largest_goes_first():
-    assert ladder.first_to_kill([("high", 900 * MIB), ("normal", 10 * MIB), ("low", 5 * MIB)]) == 2
-    assert ladder.first_to_kill([("high", 900 * MIB), ("normal", 10 * MIB), ("normal", 50 * MIB)]) == 2
-    assert ladder.first_to_kill([("high", 1 * MIB)]) == 0
+    """Each in a pool of its own, or where its death lets the higher call go on (100 MiB headroom already covers a
+    held call's resume room: twice the reserve, 128 MiB at normal, 64 MiB at high priority)."""
+    assert kill_first(due("high", 900 * MIB, "a"), due("normal", 10 * MIB, "b"), due("low", 5 * MIB, "c")) == 2
+    assert kill_first(due("high", 900 * MIB), due("normal", 10 * MIB), due("normal", 50 * MIB)) == 2
+    assert kill_first(due("high", 1 * MIB)) == 0
+
+
+def test_a_lower_priority_call_is_not_killed_when_its_death_cannot_let_the_higher_one_go_on():
+    """Without swap two bursts that cannot meet in one limit should cost one call, not two."""
+    high, normal = due("high", 900 * MIB, headroom=0), due("normal", 20 * MIB, headroom=0)
+    assert kill_first(high, normal) == 0, "20 MiB cannot make the 64 MiB high needs: high's call goes first"
+    assert kill_first(normal, held=[high]) is None, "high not due yet: normal waits, frozen, instead of dying"
+    big = due("normal", 80 * MIB, headroom=0)
+    assert kill_first(high, big) == 1, "80 MiB lets high go on: the lower priority goes first, as ever"
+    assert kill_first(due("normal", 20 * MIB, headroom=0), due("normal", 50 * MIB, headroom=0), held=[high]) == 1, \
+        "all lower candidates together make the room: they go, the largest first"
+    assert kill_first(normal, held=[due("high", 900 * MIB, pool="elsewhere", headroom=0)]) == 0, \
+        "a held call under another limit gains nothing from this death, and holds nothing up"
 
 
 # Priorities between the calls of one pool (ladder.yields): the lower priority makes room, the higher goes on.
