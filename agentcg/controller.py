@@ -413,13 +413,12 @@ class Controller:
     def _decide_look(self) -> None:
         """Carry out what the ladder decides for the calls of this look: each call's rung (ladder.decide), with
         priorities between the calls of a pool (ladder.yields), and one kill per look, the lowest priority
-        first unless its death could not let a held higher-priority call go on (ladder.first_to_kill)."""
+        first, never one whose death makes no room (ladder.first_to_kill)."""
         looks, self._looks = self._looks, []
         final = ladder.yields([(look.pool, look.view, look.decision) for look in looks], self.cfg)
         kills = [(look, d) for look, d in zip(looks, final) if d.action == "kill"]
-        held = [(look.pool, look.view) for look in looks if look.view.stage in ("throttled", "frozen", "swapped")]
-        victim = ladder.first_to_kill([(look.pool, look.view) for look, _ in kills], held, self.cfg) \
-            if kills else None
+        victim = ladder.first_to_kill([(look.pool, look.view) for look, _ in kills],
+                                      [(look.pool, look.view) for look in looks], self.cfg) if kills else None
         chosen = [kills[victim]] if victim is not None else []
         for look, decision in [(look, d) for look, d in zip(looks, final) if d.acts and d.action != "kill"] + chosen:
             self._on_call(look.workload, look.cg, self._apply, look, decision)

@@ -18,8 +18,9 @@ The ladder, per tool call:
   the next `freeze_after_s` must show progress again.
 - frozen: thawed (and memory.high lifted) as soon as the workload has room for it again. When several calls are
   due to be killed at once, only the lowest-priority one (the largest of those) is, and the others are looked at
-  again; a lower-priority call whose death could not let a held higher-priority call go on is spared until that
-  call is dealt with (`first_to_kill`). With swap free for
+  again; none while a call killed under the same limit is still giving its memory back, and a lower-priority call
+  whose death could not let a held higher-priority call go on is spared until that call is dealt with
+  (`first_to_kill`). With swap free for
   all it holds, its memory is pushed out (memory.reclaim on the frozen call): it stops holding the memory others
   need, and waits in swap. Without swap, killed as a last resort after `kill_after_s` without room. Killing
   takes the whole tool subtree (cgroup.kill).
@@ -183,19 +184,26 @@ def resume_room(v: ToolView, cfg: LadderConfig) -> int | None:
     return None
 
 
-def first_to_kill(candidates: list[tuple[str, ToolView]], held: list[tuple[str, ToolView]],
+def first_to_kill(candidates: list[tuple[str, ToolView]], observed: list[tuple[str, ToolView]],
                   cfg: LadderConfig) -> int | None:
     """Of the calls the ladder would kill in the same look ((pool, view) each), the one to kill now (its index), or
     None: the lowest priority, the largest of those; the others wait for the next look, which may find the room its
-    death made (and thaw them instead). But a lower-priority call is not killed for nothing: when a held call of
-    higher priority in its pool (held: (pool, view) of the look's throttled, frozen and swapped calls) could not
-    go on even with every lower-priority call due to be killed gone (their memory and the headroom short of its
-    resume_room), killing them saves nobody. They wait, frozen, and the higher call goes first when it is due: its
-    memory is what makes room (without swap: two bursts that cannot meet in the limit lose one call, not two)."""
+    death made (and thaw them instead). observed: (pool, view) of every call of the look. No call is killed for
+    nothing:
+    - while a call killed in its pool is still dying (its memory not yet given back, for at most `kill_after_s`),
+      that memory is the room on its way: nobody else there is killed meanwhile;
+    - when a held call of higher priority in its pool (throttled, frozen, in swap) could not go on even with every
+      lower-priority call due to be killed gone (their memory and the headroom short of its resume_room), killing
+      them saves nobody. They wait, frozen, and the higher call goes first when it is due: its memory is what makes
+      room (without swap: two bursts that cannot meet in the limit lose one call, not two)."""
+    dying = {pool for pool, v in observed if v.stage == "killed" and v.usage > 0 and v.stage_age < cfg.kill_after_s}
+
     def futile(i: int) -> bool:
         pool, v = candidates[i]
-        for hpool, h in held:
-            if hpool != pool or _rank(h.priority) <= _rank(v.priority):
+        if pool in dying:
+            return True
+        for hpool, h in observed:
+            if hpool != pool or _rank(h.priority) <= _rank(v.priority) or resume_room(h, cfg) is None:
                 continue
             freed = sum(c.usage for cpool, c in candidates if cpool == pool and _rank(c.priority) < _rank(h.priority))
             if h.headroom + freed < resume_room(h, cfg):

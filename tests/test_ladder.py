@@ -1,4 +1,6 @@
 """The graduated response, decision by decision (agentcg.ladder)."""
+from dataclasses import replace
+
 import pytest
 
 from agentcg import ladder
@@ -267,6 +269,17 @@ def test_a_lower_priority_call_is_not_killed_when_its_death_cannot_let_the_highe
         "all lower candidates together make the room: they go, the largest first"
     assert kill_first(normal, held=[due("high", 900 * MIB, pool="elsewhere", headroom=0)]) == 0, \
         "a held call under another limit gains nothing from this death, and holds nothing up"
+
+
+def test_no_call_is_killed_while_one_killed_under_the_same_limit_still_gives_its_memory_back():
+    """A killed call's memory comes back only as its processes exit (under TCG, a few looks later)."""
+    dying = ("p", view(stage="killed", usage=150 * MIB, headroom=0, stage_age=0.1))
+    normal = due("normal", 20 * MIB, headroom=0)
+    assert kill_first(normal, held=[dying]) is None
+    assert kill_first(normal, held=[("p", replace(dying[1], usage=0))]) == 0, "its memory is back: room or not"
+    assert kill_first(normal, held=[("p", replace(dying[1], stage_age=CFG.kill_after_s))]) == 0, \
+        "dying too long (stuck in the kernel): the ladder goes on"
+    assert kill_first(normal, held=[("elsewhere", dying[1])]) == 0, "dying under another limit"
 
 
 # Priorities between the calls of one pool (ladder.yields): the lower priority makes room, the higher goes on.
