@@ -25,13 +25,13 @@ import re
 import select
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 from agentcg import ladder
 from agentcg.budgets import Budgets
-from agentcg.cgroup import ROOT, Cgroup, ChildWatch, FileCache, parse_pressure
+from agentcg.cgroup import ROOT, Cgroup, ChildWatch, FileCache, parse_keyed, parse_pressure
 from agentcg.enforce import sched
 from agentcg.layout import Layout
 
@@ -417,11 +417,36 @@ class Controller:
         looks, self._looks = self._looks, []
         final = ladder.yields([(look.pool, look.view, look.decision) for look in looks], self.cfg)
         kills = [(look, d) for look, d in zip(looks, final) if d.action == "kill"]
+        if kills:  # the kernel's OOM killer may have taken a call of their pool already: its memory is coming back
+            pools = {look.pool for look, _ in kills}
+            looks = [self._oom_killed(look) if look.pool in pools else look for look in looks]
+            kills = [(look, d) for look, d in zip(looks, final) if d.action == "kill" and look.view.stage != "killed"]
         victim = ladder.first_to_kill([(look.pool, look.view) for look, _ in kills],
                                       [(look.pool, look.view) for look in looks], self.cfg) if kills else None
         chosen = [kills[victim]] if victim is not None else []
-        for look, decision in [(look, d) for look, d in zip(looks, final) if d.acts and d.action != "kill"] + chosen:
+        for look, decision in [(look, d) for look, d in zip(looks, final)
+                               if d.acts and d.action != "kill" and look.view.stage != "killed"] + chosen:
             self._on_call(look.workload, look.cg, self._apply, look, decision)
+
+    def _oom_killed(self, look: Look) -> Look:
+        """The look as the ladder should see it: a call the kernel's OOM killer took (memory.events oom_kill; a call
+        is one OOM group) is killed, and dying while its processes exit, as one the ladder killed."""
+        if look.state.stage == "killed":
+            return look
+        try:
+            killed = parse_keyed(self.files.read(f"{look.cg.path}/memory.events")).get("oom_kill", 0)
+        except OSError:
+            return look
+        if not killed:
+            return look
+        if look.state.stage in ("frozen", "swapped"):
+            try:
+                look.cg.freeze(False)  # as after the ladder's own kill: nothing of it stays frozen
+            except OSError:
+                pass  # gone already
+        look.state.stage, look.state.stage_since = "killed", time.monotonic()
+        self.log.emit(event="kernel_oom_kill", workload=look.workload, call=look.cg.name, usage=look.view.usage)
+        return look._replace(view=replace(look.view, stage="killed", stage_age=0.0))
 
     def _on_call(self, wname: str, cg: Cgroup, fn, *args) -> None:
         """fn(*args) on a call's cgroup; a call whose cgroup was removed meanwhile is forgotten."""
