@@ -34,6 +34,17 @@ def test_a_run_record():
     assert r["throttle_events"] == 7
 
 
+def test_a_run_record_keeps_what_stopped_or_ended_a_call_in_order():
+    acts = [{"agent": "a", "action": "throttle", "reason": "r0", "call": "c1"},
+            {"agent": "a", "action": "freeze", "reason": "r1", "call": "c1", "headroom": 3, "usage": 9},
+            {"agent": "b", "action": "kernel-oom-kill", "reason": "r2", "call": "c2"},
+            {"agent": "a", "action": "thaw", "reason": "r3", "call": "c1", "headroom": 40}]
+    r = paper.run_record(result([agent("high")], actions=acts), 10.0)
+    assert [(s["action"], s["call"], s["headroom"]) for s in r["stops"]] == \
+        [("freeze", "c1", 3), ("kernel-oom-kill", "c2", None), ("thaw", "c1", 40)]
+    assert r["decisions"] == {"throttle": 1, "freeze": 1, "thaw": 1}
+
+
 def test_summary_counts_survival_over_all_runs_and_medians_only_over_good_ones():
     good = paper.run_record(result([agent("high", completion=10.0, lat=[4.0]), agent("a"), agent("b")]), 10.0)
     slow = paper.run_record(result([agent("high", completion=12.0, lat=[6.0]), agent("a"), agent("b")]), 10.0)

@@ -116,7 +116,12 @@ class AgentcgPolicy(Policy):
             logged = [json.loads(line) for line in path.read_text().splitlines()] if path and path.exists() else []
             for e in logged:
                 if e.get("event") == "decision":
-                    self.log(e["workload"], e["action"], e["reason"], call=e["call"], usage=e["usage"])
+                    self.log(e["workload"], e["action"], e["reason"], call=e["call"], usage=e["usage"],
+                             headroom=e.get("headroom"))
+                elif e.get("event") == "kernel_oom_kill":
+                    self.log(e["workload"], "kernel-oom-kill", "the kernel's OOM killer took the call (its "
+                                                               "memory.events oom_kill, seen when a kill was due)",
+                             call=e["call"], usage=e["usage"])
                 elif e.get("event") == "controller_error":
                     self.log("*", "controller-error", e["error"])
                 elif e.get("event") == "kernel_throttle":

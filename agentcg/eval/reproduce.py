@@ -32,6 +32,9 @@ def paper_p95(latencies_ms: list[float]) -> float | None:
     return percentile([x for x in latencies_ms if x > 0], 95, "floor-index")
 
 
+STOPS = ("freeze", "reclaim", "thaw", "kill", "kernel-oom-kill")
+
+
 def run_record(result, alone_s: float | None) -> dict:
     """One run, as paper.json keeps it. HIGH is the scenario's first agent. A run with replay errors is marked
     failed: its latencies and times are kept but never enter a median."""
@@ -61,6 +64,9 @@ def run_record(result, alone_s: float | None) -> dict:
         "agents_killed": sum(not a.survived for a in result.agents),
         "calls_killed": getattr(result, "tool_calls_killed", 0),
         "decisions": {k: decided.count(k) for k in ("throttle", "freeze", "reclaim", "thaw", "kill") if k in decided},
+        # what stopped or ended a call, in order: why a run lost what it lost
+        "stops": [{k: a.get(k) for k in ("agent", "call", "action", "reason", "headroom")}
+                  for a in result.policy_actions if a.get("action") in STOPS],
         "controller_cpu_s": next((a.get("seconds") for a in result.policy_actions
                                   if a.get("action") == "controller-cpu"), None),
         "swap": getattr(result, "swap", "none"), "swap_stats": getattr(result, "swap_stats", {}),
