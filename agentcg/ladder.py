@@ -132,7 +132,7 @@ def decide(v: ToolView, cfg: LadderConfig) -> Decision:
                                         f"{_mib(reserve)})", high=v.usage)
         return NOTHING
     if v.stage == "throttled":
-        if v.headroom >= 2 * reserve:
+        if v.headroom >= resume_room(v, cfg):
             return Decision("release", f"workload headroom back to {_mib(v.headroom)}")
         if v.stalled_for < cfg.freeze_after_s:
             return NOTHING
@@ -143,7 +143,7 @@ def decide(v: ToolView, cfg: LadderConfig) -> Decision:
         return Decision("freeze", f"stalled on memory.high for {v.stalled_for:.1f} s with "
                                   f"{_mib(max(v.headroom, 0))} headroom")
     if v.stage == "frozen":
-        if v.headroom >= 2 * reserve:
+        if v.headroom >= resume_room(v, cfg):
             return Decision("thaw", f"workload headroom back to {_mib(v.headroom)}")
         if v.usage > 0 and v.swap_free >= v.usage + reserve:
             return Decision("reclaim", f"frozen at {_mib(v.usage)} with {_mib(max(v.headroom, 0))} headroom: its "
@@ -154,7 +154,7 @@ def decide(v: ToolView, cfg: LadderConfig) -> Decision:
                                     f"with no room to resume ({_mib(max(v.headroom, 0))} headroom)")
         return NOTHING
     if v.stage == "swapped":
-        if v.headroom >= 2 * reserve + v.swapped:
+        if v.headroom >= resume_room(v, cfg):
             return Decision("thaw", f"workload headroom back to {_mib(v.headroom)}, room for the "
                                     f"{_mib(v.swapped)} it swapped out")
         if v.stage_age >= cfg.swap_wait_s and v.swap_free >= reserve:
