@@ -416,11 +416,10 @@ class Controller:
         first, never one whose death makes no room (ladder.first_to_kill)."""
         looks, self._looks = self._looks, []
         final = ladder.yields([(look.pool, look.view, look.decision) for look in looks], self.cfg)
-        kills = [(look, d) for look, d in zip(looks, final) if d.action == "kill"]
-        if kills:  # the kernel's OOM killer may have taken a call of their pool already: its memory is coming back
-            pools = {look.pool for look, _ in kills}
-            looks = [self._oom_killed(look) if look.pool in pools else look for look in looks]
-            kills = [(look, d) for look, d in zip(looks, final) if d.action == "kill" and look.view.stage != "killed"]
+        # the kernel's OOM killer may have taken a call of a pool where a kill is due: its memory is coming back
+        due = {look.pool for look, d in zip(looks, final) if d.action == "kill"}
+        looks = [self._oom_killed(look) if look.pool in due else look for look in looks]
+        kills = [(look, d) for look, d in zip(looks, final) if d.action == "kill" and look.view.stage != "killed"]
         victim = ladder.first_to_kill([(look.pool, look.view) for look, _ in kills],
                                       [(look.pool, look.view) for look in looks], self.cfg) if kills else None
         chosen = [kills[victim]] if victim is not None else []
@@ -441,7 +440,7 @@ class Controller:
             return look
         if look.state.stage in ("frozen", "swapped"):
             try:
-                look.cg.freeze(False)  # as after the ladder's own kill: nothing of it stays frozen
+                self._let_die(look.cg)
             except OSError:
                 pass  # gone already
         look.state.stage, look.state.stage_since = "killed", time.monotonic()
@@ -572,12 +571,17 @@ class Controller:
                 meta.killed_reason = decision.reason
                 self.layout.save_meta(meta)
             cg.kill()
-            cg.freeze(False)  # a frozen task only dies once thawed
+            self._let_die(cg)
         state.stage, state.stage_since = ladder.next_stage(state.stage, action), time.monotonic()
         self.decisions += 1
         self.log.emit(event="decision", action=action, reason=decision.reason, workload=wname, call=cg.name,
                       usage=view.usage, budget=view.budget, headroom=view.headroom,
                       stall_frac=round(view.stall_frac, 3))
+
+    @staticmethod
+    def _let_die(cg: Cgroup) -> None:
+        """Thaw a call that is being killed (by the ladder or the kernel): a frozen task only dies once thawed."""
+        cg.freeze(False)
 
     def _is_reclaiming(self, cg: Cgroup) -> bool:
         thread = self._reclaiming.get(str(cg.path))

@@ -96,17 +96,33 @@ static void unpin_all(const char *dir)
 	rmdir(dir);
 }
 
+/* Where link_map() failed: opening the cgroup, creating the link, or pinning it. */
+enum link_stage { LINK_CGROUP, LINK_CREATE, LINK_PIN };
+
+/* What a failure at @stage names in its error line. */
+static const char *link_stage_what(enum link_stage stage, const struct opts *o)
+{
+	switch (stage) {
+	case LINK_CGROUP:
+		return o->cgroup;
+	case LINK_PIN:
+		return o->pin;
+	default:
+		return "BPF_LINK_CREATE";
+	}
+}
+
 /*
  * Link the loaded struct_ops map @map_fd to o->cgroup (with o's flags) and pin
  * the link as DIR/link. Returns the link fd, or -errno with *stage set.
  */
-static int link_map(int map_fd, struct opts *o, __u32 *flags_out, const char **stage)
+static int link_map(int map_fd, struct opts *o, __u32 *flags_out, enum link_stage *stage)
 {
 	char path[PATH_MAX];
 	int cg_fd = -1, link_fd, err;
 	__u32 flags = 0;
 
-	*stage = "cgroup";
+	*stage = LINK_CGROUP;
 	if (o->cgroup) {
 		cg_fd = open(o->cgroup, O_RDONLY | O_DIRECTORY);
 		if (cg_fd < 0)
@@ -123,10 +139,10 @@ static int link_map(int map_fd, struct opts *o, __u32 *flags_out, const char **s
 	err = link_fd < 0 ? -errno : 0;
 	if (cg_fd >= 0)
 		close(cg_fd);
-	*stage = "attach";
+	*stage = LINK_CREATE;
 	if (err)
 		return err;
-	*stage = "pin";
+	*stage = LINK_PIN;
 	snprintf(path, sizeof(path), "%s/link", o->pin);
 	if ((mkdir(o->pin, 0700) && errno != EEXIST) || bpf_obj_pin(link_fd, path)) {
 		err = -errno;
@@ -150,7 +166,7 @@ static void print_link(int link_fd, int map_fd, __u32 flags)
 
 static int cmd_link(struct opts *o)
 {
-	const char *stage;
+	enum link_stage stage;
 	__u32 flags;
 	int map_fd, link_fd;
 
@@ -160,10 +176,9 @@ static int cmd_link(struct opts *o)
 	link_fd = link_map(map_fd, o, &flags, &stage);
 	if (link_fd < 0) {
 		close(map_fd);
-		if (!strcmp(stage, "pin"))
+		if (stage == LINK_PIN)
 			unpin_all(o->pin);
-		return fail(!strcmp(stage, "pin") ? "pin" : "attach", -link_fd,
-			    !strcmp(stage, "pin") ? o->pin : !strcmp(stage, "cgroup") ? o->cgroup : "BPF_LINK_CREATE");
+		return fail(stage == LINK_PIN ? "pin" : "attach", -link_fd, link_stage_what(stage, o));
 	}
 	print_link(link_fd, map_fd, flags);
 	close(link_fd);
@@ -176,7 +191,7 @@ static int cmd_attach(struct opts *o)
 	struct bpf_object *obj;
 	struct bpf_map *map, *ops = NULL;
 	char path[PATH_MAX];
-	const char *stage;
+	enum link_stage stage;
 	int err, i, link_fd = -1;
 	__u32 flags = 0;
 
@@ -218,10 +233,10 @@ static int cmd_attach(struct opts *o)
 	link_fd = link_map(bpf_map__fd(ops), o, &flags, &stage);
 	if (link_fd < 0) {
 		err = -link_fd;
-		if (!strcmp(stage, "pin"))
+		if (stage == LINK_PIN)
 			goto undo;
 		bpf_object__close(obj);
-		return fail("attach", err, !strcmp(stage, "cgroup") ? o->cgroup : "BPF_LINK_CREATE");
+		return fail("attach", err, link_stage_what(stage, o));
 	}
 	bpf_object__for_each_map(map, obj) {
 		if (strchr(bpf_map__name(map), '.'))
