@@ -44,7 +44,7 @@ def load_config(path: Path = DEFAULT_FILE) -> BudgetConfig:
         def conv(raw):
             try:
                 return convert(raw)
-            except (TypeError, ValueError, AttributeError) as e:
+            except (TypeError, ValueError, AttributeError, OverflowError) as e:
                 raise BudgetError(f"{where}: numbers expected ({e})") from None
         return conv
 
@@ -60,7 +60,8 @@ def load_config(path: Path = DEFAULT_FILE) -> BudgetConfig:
                        {"default_mib": numbers(float), "classes": numbers(classes), "adapt": numbers(adapt)},
                        where, BudgetError)
     values = [cfg.default_mib, cfg.min_mib, cfg.max_mib, *cfg.classes.values()]
-    if any(v <= 0 or math.isnan(v) for v in values) or cfg.min_mib > cfg.max_mib or cfg.headroom < 1:
+    if any(v <= 0 or not math.isfinite(v) for v in values) or cfg.min_mib > cfg.max_mib or cfg.headroom < 1 \
+            or not math.isfinite(cfg.headroom):
         raise BudgetError(f"{where}: budgets must be positive, min_mib <= max_mib, headroom >= 1")
     unknown = set(cfg.classes) - set(classify.CATEGORIES)
     if unknown:

@@ -30,6 +30,9 @@ def test_budgets_adapt_to_observed_peaks_within_bounds():
     ("classes: {test: -5}", "must be positive"),
     ("classes: {warp: 5}", "unknown classes"),
     ("classes: {test: lots}", "numbers expected"),
+    ("adapt: {window: .inf}", "numbers expected"),
+    ("adapt: {headroom: .inf}", "must be positive"),
+    ("classes: {test: .inf}", "must be positive"),
 ])
 def test_bad_budget_files_are_one_clear_error(tmp_path, text, message):
     p = tmp_path / "b.yaml"
