@@ -17,7 +17,7 @@ MEMCG_OPS_V7 = {"memcg_charged", "memcg_uncharged", "below_low", "below_min"}
 MEMCG_OPS_V6 = {"get_high_delay_ms", "below_low", "below_min"}
 
 KNOWN = ("cgroup2", "memcg", "cpu_controller", "psi", "btf", "bpf_syscall", "cgroup_freeze", "cgroup_kill",
-         "sched_ext", "memcg_bpf_ops", "zram")
+         "sched_ext", "memcg_bpf_ops", "zram", "sanitizers", "lkdtm")
 
 
 def memcg_ops_variant(members: list[str] | None) -> str | None:
@@ -79,6 +79,10 @@ def probe() -> dict:
         "sched_ext": Path("/sys/kernel/sched_ext").is_dir(),
         "memcg_bpf_ops": members is not None,
         "zram": _zram(),
+        # lockdep and KFENCE show themselves without debugfs; KASAN has no runtime file (generic mode), and
+        # the kernel pipeline verifies it in the built .config with the others.
+        "sanitizers": Path("/proc/lockdep").exists() and Path("/sys/module/kfence").is_dir(),
+        "lkdtm": Path("/sys/module/lkdtm").is_dir(),
     }
     return {"features": present, "controllers": controllers or [], "release": os.uname().release,
             "memcg_bpf_ops": {"members": members, "variant": memcg_ops_variant(members)}}

@@ -15,7 +15,8 @@ def load():
 def test_workflow_has_the_kernel_matrix():
     wf = load()
     matrix = wf["jobs"]["vmtest"]["strategy"]["matrix"]["kernel"]
-    assert set(matrix) == {"debian-6.1", "debian-6.12", "agentcg-6.12", "bpf-next-rfc-v7"}
+    assert set(matrix) == {"debian-6.1", "debian-6.12", "agentcg-6.12", "agentcg-6.12-debug", "6.19-rc5",
+                           "bpf-next-rfc-v7"}
     table = kernels.load_table()
     assert all(k in table for k in matrix), "every matrix kernel is a name in kernel/kernels.yaml"
 

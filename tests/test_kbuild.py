@@ -1,5 +1,6 @@
 """The kernel pipeline's decisions, without building a kernel: strict patches, config verification, cache keys,
 and clear errors for a corrupted patch, a missing option and an unreachable git/b4 source."""
+import subprocess
 import shutil
 
 import pytest
@@ -170,3 +171,20 @@ def test_git_sources_that_could_smuggle_options_are_refused(field, value):
     check_git_source("k", src)
     with pytest.raises(BuildError, match="kernel k: "):
         check_git_source("k", {**src, field: value})
+
+
+def test_a_branch_is_pinned_to_its_commit_in_the_key_a_tag_or_commit_as_given(tmp_path):
+    repo = tmp_path / "up.git"
+    subprocess.run(["git", "init", "-q", "-b", "master", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "one"], check=True)
+    sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    src = {"kind": "git", "url": f"file://{repo}", "ref": "master"}
+    assert kbuild.pinned_ref("k", src) == f"master={sha}"
+    spec = spec_with(tmp_path, source=src)
+    assert f"@master={sha}" in kbuild.source_identity(spec), "the commit is in what the cache key hashes"
+    assert kbuild.pinned_ref("k", {**src, "ref": "v6.19-rc5"}) == "v6.19-rc5"
+    assert kbuild.pinned_ref("k", {**src, "ref": "a" * 40}) == "a" * 40
+    with pytest.raises(kbuild.BuildError, match=r"cannot pin branch 'master' of file://.*/gone.git"):
+        kbuild.pinned_ref("k", {**src, "url": f"file://{tmp_path}/gone.git"})

@@ -18,8 +18,8 @@ from agentcg.paths import REPO_ROOT
 @click.option("--out", default=None, help="results directory (default: results/<kernel>)")
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def vmtest(kernel: str, out: str | None, pytest_args: tuple[str, ...]):
-    """Boot KERNEL under virtme-ng and run the in-guest test suite (vmtests/, or the test files and node ids
-    among PYTEST_ARGS); reports per kernel in results/."""
+    """Boot KERNEL under virtme-ng and run the in-guest test suite (vmtests/, or the kernel's own `tests` in
+    kernel/kernels.yaml, or the test files and node ids among PYTEST_ARGS); reports per kernel in results/."""
     try:
         kernels.resolve(kernel)  # fail early and clearly, before pytest starts
     except kernels.KernelError as e:
@@ -27,7 +27,8 @@ def vmtest(kernel: str, out: str | None, pytest_args: tuple[str, ...]):
     out_dir = Path(out).resolve() if out else REPO_ROOT / "results" / kernels.slug(kernel)
     os.chdir(REPO_ROOT)
     named = [a for a in pytest_args if not a.startswith("-") and Path(a.split("::")[0]).exists()]
-    cmd = [sys.executable, "-m", "pytest", *([] if named else [str(REPO_ROOT / "vmtests")]),
+    default = kernels.default_tests(kernel) or ["vmtests"]
+    cmd = [sys.executable, "-m", "pytest", *([] if named else [str(REPO_ROOT / t) for t in default]),
            f"--kernel={kernel}", "-rs", f"--vm-results={out_dir}/guest", f"--junitxml={out_dir}/junit.xml",
            f"--alluredir={out_dir}/allure", "--clean-alluredir", *pytest_args]
     # exec, not a child: a SIGTERM or Ctrl-C for `agentcg vmtest` must reach pytest, which takes its VM down

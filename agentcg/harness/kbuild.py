@@ -105,7 +105,34 @@ def source_identity(spec: BuildSpec) -> str:
     if src["kind"] == "debian-source":
         version = debian_package_version(src["package"])
         return f"debian:{src['package']}={version or 'not-installed'}"
-    return f"git:{src['url']}@{src['ref']}+b4:{','.join(src.get('series', []))}"
+    return f"git:{src['url']}@{pinned_ref(spec.name, src)}+b4:{','.join(src.get('series', []))}"
+
+
+COMMIT_RX = re.compile(r"[0-9a-f]{40}")
+_pins: dict[tuple[str, str], str] = {}
+
+
+def pinned_ref(name: str, src: dict) -> str:
+    """A git source's ref as the cache key records it: a commit or a tag (`v…`) as given; a branch (bpf-next's
+    `master`) moves, so it is resolved online to the commit it points at now (`master=<sha>`), and a build pins
+    that commit (the fetch must find the branch still there). Offline, a branch cannot be pinned: one clear error
+    naming what could not be reached."""
+    ref = src["ref"]
+    if COMMIT_RX.fullmatch(ref) or re.fullmatch(r"v\d[\w.-]*", ref):
+        return ref
+    key = (src["url"], ref)
+    if key not in _pins:
+        check_git_source(name, src)
+        got = _run(["git", "ls-remote", "--", src["url"], f"refs/heads/{ref}"], check=False, timeout=60,
+                   env_extra={"GIT_HTTP_LOW_SPEED_LIMIT": "1000", "GIT_HTTP_LOW_SPEED_TIME": "20"})
+        sha = got.stdout.split()[0] if got.returncode == 0 and got.stdout.split() else ""
+        if not COMMIT_RX.fullmatch(sha):
+            raise BuildError(f"kernel {name}: cannot pin branch {ref!r} of {src['url']} to a commit "
+                             f"({_last_line(got.stderr) or 'no such branch'}); a branch is built at the commit it "
+                             "points at, recorded in the cache key, so it needs the network (or name a commit "
+                             "or tag as ref in kernel/kernels.yaml)")
+        _pins[key] = sha
+    return f"{ref}={_pins[key]}"
 
 
 def build_key(spec: BuildSpec) -> str:
@@ -283,6 +310,12 @@ def _fetch_git_source(spec: BuildSpec, tree: Path, log) -> None:
         shutil.rmtree(tree, ignore_errors=True)
         raise BuildError(f"kernel {spec.name}: cannot fetch {src['url']} ({src['ref']}): "
                          f"{_last_line(fetch.stderr)}; {hint}")
+    pinned = pinned_ref(spec.name, src).rpartition("=")[2]
+    head = _run(["git", "-C", str(tree), "rev-parse", "FETCH_HEAD"], check=False).stdout.strip()
+    if COMMIT_RX.fullmatch(pinned) and head != pinned:
+        shutil.rmtree(tree, ignore_errors=True)
+        raise BuildError(f"kernel {spec.name}: {src['ref']} of {src['url']} moved from {pinned[:12]} to "
+                         f"{head[:12]} while building; run the build again")
     _git(tree, "checkout", "-q", "FETCH_HEAD")
     for msgid in src.get("series", []):
         if not shutil.which("b4"):

@@ -15,8 +15,8 @@ from agentcg.paths import REPO_ROOT
 
 TABLE_PATH = REPO_ROOT / "kernel" / "kernels.yaml"
 KINDS = ("debian", "build")
-ENTRY_KEYS = {"debian": {"kind", "package", "features"},
-              "build": {"kind", "source", "patches", "configs", "features"}}
+ENTRY_KEYS = {"debian": {"kind", "package", "features", "tests"},
+              "build": {"kind", "source", "patches", "configs", "features", "tests"}}
 NAME_RX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -69,7 +69,20 @@ def load_table(path: Path = TABLE_PATH) -> dict[str, dict]:
         features = entry.get("features", [])
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
             raise KernelError(f"{at}: features must be a list of names")
+        tests = entry.get("tests", [])
+        if not isinstance(tests, list) or not all(isinstance(t, str) and t.startswith("vmtests/") for t in tests):
+            raise KernelError(f"{at}: tests must be a list of paths under vmtests/")
     return data
+
+
+def default_tests(name: str, table: dict | None = None) -> list[str]:
+    """What `agentcg vmtest --kernel NAME` runs when no test is named: the kernel's `tests` (a sanitizer kernel's
+    conformance suite), else every vmtest (an empty list)."""
+    try:
+        entry = (table if table is not None else load_table()).get(name)
+    except KernelError:
+        return []
+    return list(entry.get("tests", [])) if isinstance(entry, dict) else []
 
 
 def resolve(name_or_path: str, table: dict | None = None, install: bool = True) -> Kernel:
