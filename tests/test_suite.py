@@ -36,14 +36,19 @@ def test_plan_builds_our_kernel_first_and_its_vms_wait_for_it():
     suites = {"debian-6.12": [["vmtests/a.py"]], "agentcg-6.12": [["vmtests/b.py"], ["vmtests/c.py"]]}
     jobs = suite.plan(["debian-6.12", "agentcg-6.12"], suites)
     names = [j.name for j in jobs]
-    assert names == ["build agentcg-6.12", "host", "debian-6.12", "agentcg-6.12/1", "agentcg-6.12/2"]
+    assert names == ["build agentcg-6.12", "host", "host/agentcg-6.12", "debian-6.12", "agentcg-6.12/1",
+                     "agentcg-6.12/2"]
     build = jobs[0]
     assert build.slots >= 1 and build.argv[-3:] == ["kernel", "build", "agentcg-6.12"]
-    assert [j.after for j in jobs[2:]] == [None, "build agentcg-6.12", "build agentcg-6.12"]
+    assert [j.after for j in jobs[1:]] == [None, "build agentcg-6.12", None, "build agentcg-6.12",
+                                           "build agentcg-6.12"]
+    # host tests that boot our kernel run after its build, the others at once
+    assert jobs[1].argv[jobs[1].argv.index("-m", 3) + 1] == "not agentcg_kernel"
+    assert jobs[2].argv[jobs[2].argv.index("-m", 3) + 1] == "agentcg_kernel"
     # every VM leaves the evaluations to agentcg bench, and each shard has its own results
-    for j in jobs[2:]:
+    for j in jobs[3:]:
         assert j.argv[j.argv.index("-m", 3) + 1] == "not evaluation"
-    outs = [j.argv[j.argv.index("--out") + 1] for j in jobs[2:]]
+    outs = [j.argv[j.argv.index("--out") + 1] for j in jobs[3:]]
     assert outs[0].endswith("results/debian-6.12") and outs[1].endswith("-1") and outs[2].endswith("-2")
 
 

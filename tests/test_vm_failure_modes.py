@@ -15,10 +15,10 @@ SELFTEST = "vmtests/selftest/test_failure_modes.py"
 pytestmark = pytest.mark.vm
 
 
-def run_guest_tests(tmp_path, names, *extra):
+def run_guest_tests(tmp_path, names, *extra, kernel="debian-6.12"):
     junit = tmp_path / "junit.xml"
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--agentcg-selftest",
-           "--kernel", "debian-6.12", "--vm-results", str(tmp_path / "guest"), f"--junitxml={junit}",
+           "--kernel", kernel, "--vm-results", str(tmp_path / "guest"), f"--junitxml={junit}",
            *extra, *[f"{SELFTEST}::{n}" for n in names]]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     cases = {}
@@ -39,6 +39,25 @@ def test_failing_and_leaking_guest_tests_fail_on_host(tmp_path):
     assert "deliberate failure" in cases["test_fails_deliberately"][1]
     assert cases["test_leaves_a_cgroup_behind"][0] == "failed"
     assert "leftover cgroups: agentcg-selftest-leak" in cases["test_leaves_a_cgroup_behind"][1]
+
+
+@pytest.mark.agentcg_kernel
+def test_a_kernel_warning_fails_exactly_the_test_during_which_it_came_or_else_the_run(tmp_path):
+    """LKDTM's WARN in a test fails that test (its own code passed) and only it; a WARN in a module fixture's
+    teardown, after every test's guard, fails `kernel log outside tests`; with neither, that item passes."""
+    proc, cases = run_guest_tests(tmp_path, ["test_passes", "test_warns_the_kernel",
+                                             "test_passes_then_its_module_warns"], kernel="agentcg-6.12")
+    assert proc.returncode == 1
+    assert cases["test_passes"][0] == "passed"
+    outcome, text = cases["test_warns_the_kernel"]
+    assert outcome == "failed" and "[warning]" in text and "lkdtm" in text.lower(), text
+    assert cases["test_passes_then_its_module_warns"][0] == "passed"
+    outcome, text = cases["kernel log outside tests"]
+    assert outcome == "failed" and "outside every test" in text and "[warning]" in text, text
+    assert text.count("[warning]") == 1, "the WARN inside a test is that test's, not the run's"
+
+    proc, cases = run_guest_tests(tmp_path, ["test_passes", "test_warns_the_kernel"], kernel="agentcg-6.12")
+    assert cases["test_warns_the_kernel"][0] == "failed" and cases["kernel log outside tests"][0] == "passed"
 
 
 def test_guest_panic_fails_the_running_test_and_marks_the_rest_not_run(tmp_path):

@@ -3,6 +3,8 @@
 Each collected vmtest is swapped for a GuestItem with the same node id and markers, so host-side reports (JUnit,
 allure, -k selection) see every guest test individually. The first GuestItem to run boots the kernel once and
 runs all selected tests in the guest (agentcg.harness.guest_main); each item then reports its guest verdict.
+One more item, `kernel log outside tests`, scans the whole kernel log the guest saved for splats no test's guard
+watched (boot, between tests, fixture teardown; agentcg.harness.splat).
 """
 from __future__ import annotations
 
@@ -69,6 +71,33 @@ class GuestItem(pytest.Item):
         return self.path, self.guest_lineno, self.name
 
 
+class KernelLogItem(pytest.Item):
+    """The splats of the run's whole kernel log that no test's guard saw: each fails the run here."""
+
+    def runtest(self):
+        from agentcg.harness import splat
+        run = self.session.stash[_RUN_KEY]
+        run.boot()
+        log = run.rwdir / "dmesg.txt"
+        if not log.exists():
+            raise GuestFailure(f"[kernel log on {run.kernel.name}] the guest saved no kernel log (it ended before "
+                               "its tests finished; see the tests above)")
+        found = splat.scan(splat.outside_guards(log.read_text(errors="replace")), splat.load_allow(),
+                           run.kernel.name)
+        if found:
+            _attach_allure("kernel log outside tests", splat.summary(found, limit=50))
+            raise GuestFailure(f"[kernel log on {run.kernel.name}] outside every test (boot, between tests or "
+                               f"in fixture teardown), {splat.summary(found)}\n  (whole log: {log})")
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, GuestFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, 0, self.name
+
+
 def _attach_allure(name: str, text: str) -> None:
     try:
         import allure
@@ -87,8 +116,10 @@ def pytest_collection_modifyitems(session, config, items):
         for mark in item.iter_markers():
             gi.keywords[mark.name] = mark
         guest_items.append(gi)
+    if guest_items:
+        guest_items.append(KernelLogItem.from_parent(guest_items[-1].parent, name="kernel log outside tests"))
     items[:] = guest_items
-    session.stash[_RUN_KEY] = GuestRun(config, [i.nodeid for i in guest_items])
+    session.stash[_RUN_KEY] = GuestRun(config, [i.nodeid for i in guest_items if isinstance(i, GuestItem)])
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -131,9 +162,17 @@ class GuestRun:
         self.summary: dict | None = None
         config._agentcg_run = self
 
-    def verdict(self, nodeid: str) -> results.TestRecord:
+    def boot(self) -> None:
+        """Boot the guest and run every selected test, once."""
         if self.records is None:
             self._boot_and_run()
+
+    @property
+    def rwdir(self) -> Path:
+        return self._rwdir()
+
+    def verdict(self, nodeid: str) -> results.TestRecord:
+        self.boot()
         return results.verdict(nodeid, self.records, self.end)
 
     def _rwdir(self) -> Path:

@@ -31,6 +31,7 @@ SUITES = REPO_ROOT / "vmtests" / "suites.yaml"
 LOGS = REPO_ROOT / "results" / "logs"
 HEARTBEAT_S = 120.0
 NOT_IN_DEFAULT_RUN = "not evaluation"  # long comparisons between policies: `agentcg bench`
+OUR_KERNEL, HOST_AFTER_BUILD = "agentcg-6.12", "agentcg_kernel"  # host tests that boot our kernel: after its build
 
 
 class SuiteError(Exception):
@@ -94,8 +95,15 @@ def plan(kernel_names: list[str], suites: dict[str, list[list[str]]], host: bool
         if kernels.load_table().get(name, {}).get("kind") == "build":
             jobs.append(Job(f"build {name}", [python, "-m", "agentcg", "kernel", "build", name], slots=cores))
     if host:
-        jobs.append(Job("host", [python, "-m", "pytest", str(REPO_ROOT / "tests"), "-q", "-rs",
+        # host tests that boot our kernel (marker agentcg_kernel) wait for its build, in a job of their own
+        ours = f"build {OUR_KERNEL}" if any(j.name == f"build {OUR_KERNEL}" for j in jobs) else None
+        jobs.append(Job("host", [python, "-m", "pytest", str(REPO_ROOT / "tests"), "-q", "-rs", "-m",
+                                 f"not {HOST_AFTER_BUILD}",
                                  f"--junitxml={REPO_ROOT / 'results' / 'host' / 'junit.xml'}"]))
+        if ours:
+            jobs.append(Job(f"host/{OUR_KERNEL}", [python, "-m", "pytest", str(REPO_ROOT / "tests"), "-q", "-rs",
+                                                   "-m", HOST_AFTER_BUILD, f"--junitxml={REPO_ROOT / 'results' / 'host' / f'junit-{OUR_KERNEL}.xml'}"],
+                            after=ours))
     for name in kernel_names:
         shards = suites[name]
         built = f"build {name}" if any(j.name == f"build {name}" for j in jobs) else None

@@ -82,9 +82,13 @@ def tool_path(name: str) -> str:
 TCG_THREAD = os.environ.get("AGENTCG_TCG_THREAD", "single")  # "multi" to trade coherence for speed
 
 
+LOG_BUF = "16M"
+
+
 def vng_command(image: Path, guest_cmd: str, rwdir: Path, *, accel: str, cpus: int, memory: str) -> list[str]:
+    # A kernel log large enough to keep a whole run (boot included) for the host's scan of it (harness.splat)
     cmd = [tool_path("vng"), "--verbose", "--force-9p", "--cpus", str(cpus), "--memory", memory,
-           "-r", str(image), "--rwdir", str(rwdir)]
+           "-r", str(image), "--rwdir", str(rwdir), "--append", f"log_buf_len={LOG_BUF}"]
     if accel == "tcg":
         # Single-threaded TCG: with one host thread per vCPU (MTTCG) a vCPU can run a stale translation of
         # code the kernel is live-patching (static keys, text_poke_bp), hit the transient int3 after the patch
