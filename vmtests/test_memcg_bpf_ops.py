@@ -6,7 +6,10 @@ and the C loader. On a kernel without memcg_bpf_ops every test skips with that r
 Timing assertions are ratios against a baseline measured in the same test, never absolute times (TCG).
 """
 import errno
+import math
+import os
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -261,22 +264,24 @@ def delayed_run(cg, att, delay_ms, kib):
 
 
 # The delay a policy returns is slept by the charging task; the observed extra time matches the requested
-# delay per delayed charge (precision reported as median and p95 relative error over repeats).
+# delay per delayed charge. Over 20 paired samples (median and 95th percentile of the relative error, nearest
+# rank); the median is bounded, the 95th percentile is recorded (TCG preempts the guest at times).
 def test_delay_is_honoured_precisely(cg, pins, record_measurement):
     att = attach_probe(cg, pins, "p")
     kib, delay_ms = 4096, 40
     ratios, baselines = [], []
-    for _ in range(5):
+    for _ in range(20):
         base, _ = delayed_run(cg, att, 0, kib)
         slow, delayed = delayed_run(cg, att, delay_ms, kib)
         assert delayed >= 8, "a 4 MiB allocation crosses several 64-page batches"
         baselines.append(base)
         ratios.append((slow - base) / (delayed * delay_ms / 1000))
     errors = sorted(abs(r - 1) for r in ratios)
-    median_err, p95_err = statistics.median(errors), errors[-1]
-    record_measurement("delay_precision", {"delay_ms": delay_ms, "ratios": ratios, "median_rel_err": median_err,
-                                           "p95_rel_err": p95_err, "baseline_s": baselines})
-    assert 0.8 <= statistics.median(ratios) <= 1.5, ratios
+    median_err, p95_err = statistics.median(errors), errors[math.ceil(0.95 * len(errors)) - 1]
+    record_measurement("delay_precision", {"delay_ms": delay_ms, "samples": len(ratios), "ratios": ratios,
+                                           "median_rel_err": median_err, "p95_rel_err": p95_err,
+                                           "max_rel_err": errors[-1], "baseline_s": baselines})
+    assert 0.9 <= statistics.median(ratios) <= 1.25, ratios
 
 
 # Delays of 10 ms or less are not slept (as for the kernel's own memory.high penalty).
@@ -357,6 +362,173 @@ def test_protection_hooks_keep_memory_vs_baseline(cg, pins, zram_swap, kind, rec
     assert protected >= 1.3 * baseline, f"baseline {baseline / MIB:.1f} MiB vs protected {protected / MIB:.1f}"
 
 
+# The hook runs once per charge batch (the per-CPU stock refill, 64 pages), not once per page: a 4 MiB allocation
+# (1024 pages) makes a few dozen calls at most, each charging a batch's worth on average.
+def test_charge_hook_runs_once_per_batch_not_per_page(cg, pins):
+    att = attach_probe(cg, pins, "p")
+    cg.enable("memory")
+    leaf = cg.child("leaf")
+    bpfmaps.set_test_config(att, watch_cgid=cgroup_id(leaf.path))
+    _, delta = touch_timed(leaf, 4096, counters_of=att)
+    calls, pages = delta["charged_watched"], delta["charged_watched_pages"]
+    assert pages >= 1024, f"{pages} pages charged for 4 MiB"
+    assert 1024 // 64 // 2 <= calls <= 1024 // 16, f"{calls} calls for {pages} pages"
+    assert pages / calls >= 16, f"{pages / calls:.1f} pages per call: the hook runs per batch"
+
+
+# memcg_uncharged sees what is given back: after a process that charged 8 MiB exits, the pages uncharged from its
+# cgroup (the hook's nr_pages summed) cover what was charged there, within a batch per CPU.
+def test_uncharge_hook_sees_the_memory_given_back(cg, pins):
+    att = attach_probe(cg, pins, "p")
+    cg.enable("memory")
+    leaf = cg.child("leaf")
+    bpfmaps.set_test_config(att, watch_cgid=cgroup_id(leaf.path))
+    c0 = bpfmaps.counters(att)
+    proc = leaf.spawn([sys.executable, "-m", "agentcg.harness.memhog", "8"], stdout=subprocess.DEVNULL)
+    assert reap(proc, timeout=120) == 0
+    leaf.write("memory.reclaim", 64 * MIB)  # what the stock or the page cache still hold goes back too
+    deadline = time.monotonic() + 10
+    while leaf.read_int("memory.current") > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    c1 = bpfmaps.counters(att)
+    charged = c1["charged_watched_pages"] - c0["charged_watched_pages"]
+    uncharged = c1["uncharged_watched_pages"] - c0["uncharged_watched_pages"]
+    assert charged >= 2048, f"{charged} pages charged for 8 MiB"
+    slack = 64 * (os.cpu_count() or 1)
+    assert charged - slack <= uncharged <= charged + slack, (charged, uncharged)
+
+
+# ---- protection arguments and add-only ---------------------------------------------------------------------------
+
+def squeeze_with_low(cg, pins, low_mib: int, policy: bool, watch: bool = False):
+    """squeeze() with memory.low on 'kept' and, if asked, the probe attached answering false for everyone (its
+    protect fields unset). Returns (kept's bytes afterwards, the probe's counters or None)."""
+    cg.enable("memory")
+    parent = cg.child(f"low-{low_mib}-{'bpf' if policy else 'plain'}")
+    parent.enable("memory")
+    parent.write("memory.max", 64 * MIB)
+    kept, pusher = parent.child("kept"), parent.child("pusher")
+    kept.write("memory.low", low_mib * MIB)
+    att = attach_probe(parent, pins, f"low-{low_mib}-{watch}") if policy else None
+    if att:
+        bpfmaps.set_test_config(att, watch_cgid=cgroup_id(kept.path) if watch else 0)
+    holder = kept.spawn([sys.executable, "-m", "agentcg.harness.memhog", "40", "--hold"], stdout=subprocess.PIPE)
+    assert holder.stdout.readline().strip() == b"ready"
+    push = pusher.spawn([sys.executable, "-m", "agentcg.harness.memhog", "64"], stdout=subprocess.DEVNULL)
+    assert reap(push, timeout=180) == 0
+    kept_bytes = kept.read_int("memory.current")
+    counters = bpfmaps.counters(att) if att else None
+    parent.destroy()  # its link hangs up
+    return kept_bytes, counters
+
+
+# below_low receives the effective low and the usage, in pages: under a parent that is the reclaim root, kept's
+# elow is its memory.low exactly, and its usage is above it (else the hook is not asked).
+def test_protection_hook_receives_elow_and_usage_in_pages(cg, pins, zram_swap):
+    _, c = squeeze_with_low(cg, pins, 16, policy=True, watch=True)
+    assert c["low_watched"] > 0, "reclaim asked below_low about kept"
+    assert c["low_elow"] == 16 * MIB // 4096, c["low_elow"]
+    assert 16 * MIB // 4096 < c["low_usage"] <= 48 * MIB // 4096, c["low_usage"]
+
+
+# A hook can only add protection: with memory.low set, a policy answering false everywhere keeps kept's memory as
+# well as no policy does (the kernel's own check runs first and is not overridden).
+def test_a_protection_hook_answering_false_takes_nothing_away(cg, pins, zram_swap, record_measurement):
+    plain, _ = squeeze_with_low(cg, pins, 32, policy=False)
+    with_bpf, _ = squeeze_with_low(cg, pins, 32, policy=True)
+    record_measurement("protection_add_only", {"plain_mib": plain / MIB, "bpf_false_mib": with_bpf / MIB})
+    assert plain >= 28 * MIB, f"memory.low 32 MiB kept {plain / MIB:.1f} MiB without BPF"
+    assert with_bpf >= 0.9 * plain, f"{with_bpf / MIB:.1f} MiB with a policy answering false vs {plain / MIB:.1f}"
+
+
+# ---- attach points and programs ----------------------------------------------------------------------------------
+
+# There is no global registration; the root cgroup is the attach point that covers every memcg.
+def test_attach_at_the_root_cgroup_covers_every_cgroup(cg, pins):
+    from agentcg.cgroup import ROOT, Cgroup
+    cg.enable("memory")
+    leaf = cg.child("leaf")
+    att = attach_probe(Cgroup(ROOT), pins, "root")
+    try:
+        assert att.info()["cgroup_id"] == cgroup_id(ROOT)
+        bpfmaps.set_test_config(att, watch_cgid=cgroup_id(leaf.path))
+        _, delta = touch_timed(leaf, 1024, counters_of=att)
+        assert delta["charged_watched"] > 0, "a cgroup two levels down runs the root's ops"
+    finally:
+        att.detach()
+
+
+# Hooks get the base helpers only: a program calling a tracing helper (bpf_get_stackid) is rejected at load.
+def test_verifier_rejects_a_helper_outside_the_base_set(cg, pins):
+    with pytest.raises(LoaderError) as info:
+        memcg_bpf.attach(memcg_bpf.obj("memcg_bad_helper"), cg.path, pins / "h")
+    assert info.value.stage == "load"
+
+
+# A policy that allocates in its charge hook (a hash map without preallocation) re-enters the charge path through
+# the BPF allocator: charges still complete, nothing deadlocks, and the hook's inserts happened.
+def test_an_allocating_policy_does_not_deadlock_the_charge_path(cg, pins):
+    att = memcg_bpf.attach(memcg_bpf.obj("memcg_allocating"), cg.path, pins / "a")
+    cg.enable("memory")
+    seconds, _ = touch_timed(cg.child("leaf"), 16 * 1024)
+    inserted = struct.unpack("<Q", bpfmaps.lookup(att.pin / "allocated", struct.pack("<I", 0)))[0]
+    assert inserted > 0, "the hook ran and allocated"
+    assert seconds < 60
+
+
+# ---- the RFC's own selftest scenario -----------------------------------------------------------------------------
+
+# memcg_ops selftest, as the RFC runs it: a parent with memory.max and no swap, children `high` and `low`, each
+# writing a file and touching its pages; `low` gets 2000 ms charge delays, `high` below_low. Both finish, and `low`
+# takes more than 1 s longer than `high` (wall clock). Scaled for TCG: 1 MiB files under a 96 MiB parent, the
+# policy set once both interpreters are up (at 2 s per charge batch their start-up alone would take a minute).
+RFC_CHILD = """import sys, time, mmap
+print("armed", flush=True); sys.stdin.readline()
+t = time.monotonic()
+with open(sys.argv[1], "wb") as f:
+    f.write(b"x" * (1 << 20))
+with open(sys.argv[1], "r+b") as f:
+    m = mmap.mmap(f.fileno(), 0)
+    for _ in range(3):
+        for off in range(0, len(m), 4096):
+            m[off] = 1
+print(time.monotonic() - t, flush=True)
+"""
+
+
+def test_rfc_selftest_low_is_delayed_a_second_longer_than_high(cg, pins, tmp_path):
+    cg.enable("memory")
+    parent = cg.child("rfc")
+    parent.enable("memory")
+    parent.write("memory.max", 96 * MIB)
+    parent.write("memory.swap.max", 0)
+    high, low = parent.child("high"), parent.child("low")
+    att = attach_probe(parent, pins, "rfc")
+    procs = {name: c.spawn([sys.executable, "-c", RFC_CHILD, str(tmp_path / name)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True) for name, c in (("high", high), ("low", low))}
+    for proc in procs.values():
+        assert proc.stdout.readline().strip() == "armed"
+    bpfmaps.set_test_config(att, delay_cgid=cgroup_id(low.path), delay_ms=2000,
+                            protect_cgid=cgroup_id(high.path), protect_low=True)
+    for proc in procs.values():
+        proc.stdin.write("go\n")
+        proc.stdin.close()
+    took = {}
+    for name, proc in procs.items():
+        out = proc.stdout.read()
+        assert reap(proc, timeout=300) == 0, name
+        took[name] = float(out.split()[-1])
+    assert took["low"] - took["high"] > 1.0, took
+
+
+# The RFC's async-reclaim case (a policy reclaiming from a BPF workqueue through a kfunc) needs kfuncs our 6.12
+# port does not carry (no mm/bpf_memcontrol.c in 6.12): declared, not silently absent.
+@pytest.mark.skip(reason="async reclaim from BPF needs the series' memcg kfuncs (bpf_mem_cgroup_*), which the 6.12 "
+                         "port does not carry; the port's scope is the struct_ops hooks")
+def test_rfc_async_reclaim_from_a_bpf_workqueue():
+    pass
+
+
 # ---- lifetime stress -------------------------------------------------------------------------------------------
 
 def dying_memcgs():
@@ -378,6 +550,25 @@ def test_attach_detach_cycles_leak_nothing(cg):
     target = cg.child("target")
     assert cycles("attach", target.path, 1000)["cycles"] == 1000
     load.kill()
+
+
+# The review-flagged teardown races, with the hooks running: 150 cgroups each with 4 processes charging (every
+# charge delayed 20 ms, so charges sleep in the hook's delay) and uncharging; while they do, the link is detached,
+# or the cgroup removed with its link attached and its tmpfs pages still charged, or both at once, and the pages are
+# freed after the cgroup is gone (memcg_uncharged on a removed memcg). On agentcg-6.12-debug, KASAN, lockdep and
+# the list checks watch every cycle (the guard fails the test on any report).
+def test_detach_and_removal_while_charges_are_in_flight(cg, pins):
+    cg.enable("memory")
+    parent = cg.child("inflight")
+    before = dying_memcgs()
+    result = memcg_bpf._loader("inflight", str(memcg_bpf.obj("memcg_test")), "--cgroup", str(parent.path),
+                               "--count", "150", "--chargers", "4", tool="memcg_cycles")
+    assert result["cycles"] == 150
+    assert result["detached_while_charging"] == result["removed_while_attached"] == result["both_at_once"] == 50
+    deadline = time.monotonic() + 60
+    while dying_memcgs() > before + 5 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert dying_memcgs() <= before + 5, "removed memcgs went away once their pages did"
 
 
 # 200 cgroups created, attached to and removed while attached, under load: every link hangs up, and the dying

@@ -37,6 +37,14 @@ static __always_inline void bump(__u32 idx, __u64 by)
 		__sync_fetch_and_add(v, by);
 }
 
+static __always_inline void put(__u32 idx, __u64 val)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+
+	if (v)
+		*v = val;
+}
+
 static __always_inline struct memcg_test_config *cfg(void)
 {
 	__u32 zero = 0;
@@ -59,8 +67,10 @@ unsigned int BPF_PROG(test_charged, struct mem_cgroup *memcg, unsigned int nr_pa
 	bump(C_CHARGED_PAGES, nr_pages);
 	if (!c)
 		return 0;
-	if (id == c->watch_cgid)
+	if (id == c->watch_cgid) {
 		bump(C_CHARGED_WATCHED, 1);
+		bump(C_CHARGED_WATCHED_PAGES, nr_pages);
+	}
 	if (c->delay_ms && id == c->delay_cgid) {
 		bump(C_DELAYED, 1);
 		return c->delay_ms;
@@ -71,8 +81,12 @@ unsigned int BPF_PROG(test_charged, struct mem_cgroup *memcg, unsigned int nr_pa
 SEC("struct_ops/memcg_uncharged")
 void BPF_PROG(test_uncharged, struct mem_cgroup *memcg, unsigned int nr_pages)
 {
+	struct memcg_test_config *c = cfg();
+
 	bump(C_UNCHARGED, 1);
 	bump(C_UNCHARGED_PAGES, nr_pages);
+	if (c && c->watch_cgid && cgid(memcg) == c->watch_cgid)
+		bump(C_UNCHARGED_WATCHED_PAGES, nr_pages);
 }
 
 SEC("struct_ops/below_low")
@@ -82,6 +96,11 @@ bool BPF_PROG(test_below_low, struct mem_cgroup *memcg, unsigned long elow,
 	struct memcg_test_config *c = cfg();
 
 	bump(C_BELOW_LOW, 1);
+	if (c && c->watch_cgid && cgid(memcg) == c->watch_cgid) {
+		bump(C_LOW_WATCHED, 1);
+		put(C_LOW_ELOW, elow);
+		put(C_LOW_USAGE, usage);
+	}
 	if (c && c->protect_low && cgid(memcg) == c->protect_cgid) {
 		bump(C_PROTECTED_LOW, 1);
 		return true;
@@ -96,6 +115,11 @@ bool BPF_PROG(test_below_min, struct mem_cgroup *memcg, unsigned long emin,
 	struct memcg_test_config *c = cfg();
 
 	bump(C_BELOW_MIN, 1);
+	if (c && c->watch_cgid && cgid(memcg) == c->watch_cgid) {
+		bump(C_MIN_WATCHED, 1);
+		put(C_MIN_EMIN, emin);
+		put(C_MIN_USAGE, usage);
+	}
 	if (c && c->protect_min && cgid(memcg) == c->protect_cgid) {
 		bump(C_PROTECTED_MIN, 1);
 		return true;
