@@ -44,3 +44,20 @@ def test_release_and_version_order():
     assert sorted(names, key=kernels.version_key)[-1] == names[1]
     with pytest.raises(kernels.KernelError):
         kernels.debian_release("not-a-kernel")
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("  slowness: 0.5\n", "slowness must be a number from 1 to 50"),
+    ("  slowness: fast\n", "slowness must be a number from 1 to 50"),
+    ("  tests: [/etc/passwd]\n", "tests must be a list of paths under vmtests/"),
+])
+def test_a_kernels_slowness_and_default_tests_are_checked(tmp_path, extra, message):
+    with pytest.raises(kernels.KernelError, match=message):
+        kernels.load_table(write_table(tmp_path, "k:\n  kind: debian\n  package: x\n" + extra))
+
+
+def test_the_sanitizer_kernel_runs_the_conformance_suite_with_longer_bounds():
+    table = kernels.load_table()
+    assert kernels.default_tests("agentcg-6.12-debug", table) == ["vmtests/test_memcg_bpf_ops.py"]
+    assert table["agentcg-6.12-debug"]["slowness"] > 1
+    assert kernels.default_tests("debian-6.12", table) == [], "every vmtest"

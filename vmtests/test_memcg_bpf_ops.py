@@ -281,7 +281,7 @@ def test_delay_is_honoured_precisely(cg, pins, record_measurement):
     record_measurement("delay_precision", {"delay_ms": delay_ms, "samples": len(ratios), "ratios": ratios,
                                            "median_rel_err": median_err, "p95_rel_err": p95_err,
                                            "max_rel_err": errors[-1], "baseline_s": baselines})
-    assert 0.9 <= statistics.median(ratios) <= 1.25, ratios
+    assert 0.9 <= statistics.median(ratios) <= 1.2, ratios
 
 
 # Delays of 10 ms or less are not slept (as for the kernel's own memory.high penalty).
@@ -376,26 +376,22 @@ def test_charge_hook_runs_once_per_batch_not_per_page(cg, pins):
     assert pages / calls >= 16, f"{pages / calls:.1f} pages per call: the hook runs per batch"
 
 
-# memcg_uncharged sees what is given back: after a process that charged 8 MiB exits, the pages uncharged from its
-# cgroup (the hook's nr_pages summed) cover what was charged there, within a batch per CPU.
+# memcg_uncharged sees what is given back: after a process that charged 8 MiB exits, the hooks account for every
+# page of the cgroup's counter (pages charged - pages uncharged = memory.current, per-CPU stock included), within
+# one 64-page batch for a stock drained between the two reads.
 def test_uncharge_hook_sees_the_memory_given_back(cg, pins):
     att = attach_probe(cg, pins, "p")
     cg.enable("memory")
     leaf = cg.child("leaf")
     bpfmaps.set_test_config(att, watch_cgid=cgroup_id(leaf.path))
-    c0 = bpfmaps.counters(att)
     proc = leaf.spawn([sys.executable, "-m", "agentcg.harness.memhog", "8"], stdout=subprocess.DEVNULL)
     assert reap(proc, timeout=120) == 0
-    leaf.write("memory.reclaim", 64 * MIB)  # what the stock or the page cache still hold goes back too
-    deadline = time.monotonic() + 10
-    while leaf.read_int("memory.current") > 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    c1 = bpfmaps.counters(att)
-    charged = c1["charged_watched_pages"] - c0["charged_watched_pages"]
-    uncharged = c1["uncharged_watched_pages"] - c0["uncharged_watched_pages"]
+    c = bpfmaps.counters(att)
+    held = leaf.read_int("memory.current") // 4096
+    charged, uncharged = c["charged_watched_pages"], c["uncharged_watched_pages"]
     assert charged >= 2048, f"{charged} pages charged for 8 MiB"
-    slack = 64 * (os.cpu_count() or 1)
-    assert charged - slack <= uncharged <= charged + slack, (charged, uncharged)
+    assert uncharged >= 2048, f"{uncharged} pages uncharged after the 8 MiB were freed"
+    assert abs(charged - uncharged - held) <= 64, (charged, uncharged, held)
 
 
 # ---- protection arguments and add-only ---------------------------------------------------------------------------
@@ -560,6 +556,7 @@ def test_attach_detach_cycles_leak_nothing(cg):
 def test_detach_and_removal_while_charges_are_in_flight(cg, pins):
     cg.enable("memory")
     parent = cg.child("inflight")
+    parent.enable("memory")  # each cycle's cgroup has a memcg to attach to
     before = dying_memcgs()
     result = memcg_bpf._loader("inflight", str(memcg_bpf.obj("memcg_test")), "--cgroup", str(parent.path),
                                "--count", "150", "--chargers", "4", tool="memcg_cycles")

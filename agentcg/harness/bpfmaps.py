@@ -29,7 +29,9 @@ def bpftool() -> Path:
 
 
 def _run(*args: str):
-    proc = subprocess.run([str(bpftool()), "-j", *args], capture_output=True, text=True, timeout=60)
+    from agentcg.harness import slowness
+    proc = subprocess.run([str(bpftool()), "-j", *args], capture_output=True, text=True,
+                          timeout=slowness.scaled(60))
     try:
         out = json.loads(proc.stdout) if proc.stdout.strip() else None
     except ValueError:

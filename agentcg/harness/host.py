@@ -9,6 +9,7 @@ watched (boot, between tests, fixture teardown; agentcg.harness.splat).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -200,6 +201,9 @@ class GuestRun:
         rwdir.mkdir(parents=True)
         try:
             slow = slowness.factor()
+            if self.kernel.slowness > 1:  # a sanitizer kernel: every bound of this run (watchdog, guest) grows
+                slow = round(slow * self.kernel.slowness, 2)
+                os.environ[slowness.ENV_FACTOR] = str(slow)
         except slowness.SlownessError as e:
             raise pytest.UsageError(str(e))
         test_timeout = round(opt("--test-timeout") * slow, 1)

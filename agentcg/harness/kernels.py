@@ -15,8 +15,8 @@ from agentcg.paths import REPO_ROOT
 
 TABLE_PATH = REPO_ROOT / "kernel" / "kernels.yaml"
 KINDS = ("debian", "build")
-ENTRY_KEYS = {"debian": {"kind", "package", "features", "tests"},
-              "build": {"kind", "source", "patches", "configs", "features", "tests"}}
+ENTRY_KEYS = {"debian": {"kind", "package", "features", "tests", "slowness"},
+              "build": {"kind", "source", "patches", "configs", "features", "tests", "slowness"}}
 NAME_RX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -31,6 +31,8 @@ class Kernel:
     release: str | None = None
     # What the kernel is declared to have; None for a bare path (nothing declared).
     features: frozenset[str] | None = None
+    # How much slower than a plain kernel it runs (a sanitizer kernel): every time bound is multiplied by it too.
+    slowness: float = 1.0
 
     @property
     def slug(self) -> str:
@@ -69,6 +71,9 @@ def load_table(path: Path = TABLE_PATH) -> dict[str, dict]:
         features = entry.get("features", [])
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
             raise KernelError(f"{at}: features must be a list of names")
+        slow = entry.get("slowness", 1)
+        if isinstance(slow, bool) or not isinstance(slow, (int, float)) or not 1 <= slow <= 50:
+            raise KernelError(f"{at}: slowness must be a number from 1 to 50")
         tests = entry.get("tests", [])
         if not isinstance(tests, list) or not all(isinstance(t, str) and t.startswith("vmtests/") for t in tests):
             raise KernelError(f"{at}: tests must be a list of paths under vmtests/")
@@ -119,7 +124,7 @@ def _resolve_build(name: str, entry: dict, build: bool) -> Kernel:
     except kbuild.BuildError as e:
         raise KernelError(str(e))
     return Kernel(name=name, image=image, release=f"{name} ({image.parent.name})",
-                  features=frozenset(entry.get("features", [])))
+                  features=frozenset(entry.get("features", [])), slowness=float(entry.get("slowness", 1)))
 
 
 def _resolve_debian(name: str, entry: dict, install: bool) -> Kernel:
@@ -138,7 +143,8 @@ def _resolve_debian(name: str, entry: dict, install: bool) -> Kernel:
     image = Path("/boot") / f"vmlinuz-{release}"
     if not image.is_file():
         raise KernelError(f"kernel {name}: package {packages[-1]} is installed but {image} is missing")
-    return Kernel(name=name, image=image, release=release, features=frozenset(entry.get("features", [])))
+    return Kernel(name=name, image=image, release=release, features=frozenset(entry.get("features", [])),
+                  slowness=float(entry.get("slowness", 1)))
 
 
 def debian_release(package: str) -> str:
