@@ -204,6 +204,7 @@ class Controller:
         self.agents: dict[str, AgentState] = {}
         self.turn: str | None = None  # the agent growing while agents share too little headroom
         self._looks: list[Look] = []  # this look's calls
+        self._thawed_at: dict[str, float] = {}  # per pool, when a call of it was last thawed
         self._reclaiming: dict[str, threading.Thread] = {}  # memory.reclaim in progress, per call cgroup
         self._reclaim_errors: list[str] = []  # from those threads, logged by the next tick
         self.reclaim_cpu_s = 0.0
@@ -412,10 +413,15 @@ class Controller:
 
     def _decide_look(self) -> None:
         """Carry out what the ladder decides for the calls of this look: each call's rung (ladder.decide), with
-        priorities between the calls of a pool (ladder.yields), and one kill per look, the lowest priority
-        first, never one whose death makes no room (ladder.first_to_kill)."""
+        priorities between the calls of a pool (ladder.yields), held calls let go one at a time per pool
+        (ladder.one_thaw_at_a_time), and one kill per look, the lowest priority first, never one whose death makes
+        no room (ladder.first_to_kill)."""
         looks, self._looks = self._looks, []
         final = ladder.yields([(look.pool, look.view, look.decision) for look in looks], self.cfg)
+        now = time.monotonic()
+        self._thawed_at = {pool: at for pool, at in self._thawed_at.items() if now - at < self.cfg.freeze_after_s}
+        final = ladder.one_thaw_at_a_time([(look.pool, look.view, d) for look, d in zip(looks, final)],
+                                          {pool: now - at for pool, at in self._thawed_at.items()}, self.cfg)
         # the kernel's OOM killer may have taken a call of a pool where a kill is due: its memory is coming back
         due = {look.pool for look, d in zip(looks, final) if d.action == "kill"}
         looks = [self._oom_killed(look) if look.pool in due else look for look in looks]
@@ -565,6 +571,7 @@ class Controller:
         elif action == "thaw":
             cg.write("memory.high", "max")
             cg.freeze(False)
+            self._thawed_at[look.pool] = time.monotonic()
         elif action == "kill":
             meta = self.layout.load_meta(wname, cg.name) or meta  # as its launcher last wrote it
             if meta:

@@ -16,7 +16,8 @@ The ladder, per tool call:
   during the stall (and swap can take its growth, the reserve) the stall is progress at that pace: it stays
   throttled (freezing it would stop it, and pushing it out would need room for all of it to come back), and
   the next `freeze_after_s` must show progress again.
-- frozen: thawed (and memory.high lifted) as soon as the workload has room for it again. When several calls are
+- frozen: thawed (and memory.high lifted) as soon as the workload has room for it again, one call of a pool at a
+  time (`one_thaw_at_a_time`). When several calls are
   due to be killed at once, only the lowest-priority one (the largest of those) is, and the others are looked at
   again; none while a call killed under the same limit is still giving its memory back, and a lower-priority call
   whose death could not let a held higher-priority call go on is spared until that call is dealt with
@@ -212,6 +213,30 @@ def first_to_kill(candidates: list[tuple[str, ToolView]], observed: list[tuple[s
     order = sorted(range(len(candidates)),
                    key=lambda i: (_rank(candidates[i][1].priority), -candidates[i][1].usage, i))
     return next((i for i in order if not futile(i)), None)
+
+
+def one_thaw_at_a_time(looks: list[tuple[str, ToolView, Decision]], thawed_ago: dict[str, float],
+                       cfg: LadderConfig) -> list[Decision]:
+    """Held calls go on one at a time per pool. looks: (pool, view, decision) of every call of one look, after
+    `yields`; thawed_ago: per pool, seconds since a call of it was last thawed. Of the frozen (or swapped-out)
+    calls a look would thaw in one pool, only the highest priority goes on (then the largest: it has most
+    invested), and none until `freeze_after_s` after the last thaw there: the headroom that let both go was
+    measured with both stopped, and once both grow it runs out for both (without swap the kernel's OOM killer then
+    takes one anyway). The others stay held until that call's growth shows in the headroom. Returns the decision
+    to carry out for each look, in order."""
+    out = [d for _, _, d in looks]
+    thaws: dict[str, list[int]] = {}
+    for i, (pool, v, d) in enumerate(looks):
+        if d.action == "thaw":
+            thaws.setdefault(pool, []).append(i)
+    for pool, idx in thaws.items():
+        recent = thawed_ago.get(pool, float("inf")) < cfg.freeze_after_s
+        first = None if recent else max(idx, key=lambda i: (_rank(looks[i][1].priority), looks[i][1].usage, -i))
+        for i in idx:
+            if i != first:
+                out[i] = Decision("none", "waits while another call of its pool goes on first: its growth shows "
+                                          "in the headroom before this one is let go")
+    return out
 
 
 HOLDING = ("throttle", "freeze", "reclaim", "kill")  # what slows or stops a call

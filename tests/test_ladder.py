@@ -342,3 +342,35 @@ def test_yielding_leaves_kills_to_first_to_kill_and_calls_with_room_alone():
     assert actions(quiet) == ["none", "none"], "nobody pressed: nobody yields"
     dying = look(priority="low", stage="frozen", usage=300 * MIB, headroom=10 * MIB, stage_age=5)
     assert actions([look(priority="high", usage=400 * MIB, headroom=10 * MIB), dying]) == ["throttle", "kill"]
+
+
+# Held calls go on one at a time per pool (ladder.one_thaw_at_a_time): both let go with the headroom measured while
+# both were stopped, they would run it out together.
+def thaw_look(priority, usage, pool="p", headroom=500 * MIB):
+    v = view(stage="frozen", priority=priority, usage=usage, headroom=headroom)
+    return pool, v, decide(v, CFG)
+
+
+def test_of_calls_due_to_thaw_in_one_pool_the_highest_goes_first_and_the_others_wait():
+    high, normal = thaw_look("high", 100 * MIB), thaw_look("normal", 300 * MIB)
+    assert high[2].action == normal[2].action == "thaw"
+    out = ladder.one_thaw_at_a_time([normal, high], {}, CFG)
+    assert [d.action for d in out] == ["none", "thaw"]
+    assert "goes on first" in out[0].reason
+    out = ladder.one_thaw_at_a_time([thaw_look("normal", 10 * MIB), thaw_look("normal", 50 * MIB)], {}, CFG)
+    assert [d.action for d in out] == ["none", "thaw"], "equal priority: the larger first"
+
+
+def test_no_thaw_in_a_pool_until_the_last_ones_growth_can_show_and_other_pools_are_free():
+    normal = thaw_look("normal", 300 * MIB)
+    assert ladder.one_thaw_at_a_time([normal], {"p": 0.5 * CFG.freeze_after_s}, CFG)[0].action == "none"
+    assert ladder.one_thaw_at_a_time([normal], {"p": CFG.freeze_after_s}, CFG)[0].action == "thaw"
+    other = thaw_look("normal", 300 * MIB, pool="q")
+    assert [d.action for d in ladder.one_thaw_at_a_time([normal, other], {"p": 0.0}, CFG)] == ["none", "thaw"]
+
+
+def test_one_thaw_at_a_time_leaves_every_other_decision_alone():
+    throttle = look(priority="normal", usage=300 * MIB, headroom=10 * MIB)
+    release = look(stage="throttled", priority="normal", usage=300 * MIB, headroom=500 * MIB)
+    assert [d.action for d in ladder.one_thaw_at_a_time([throttle, release], {"parent": 0.0}, CFG)] == \
+        ["throttle", "release"]
