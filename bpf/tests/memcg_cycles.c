@@ -93,6 +93,26 @@ static int cmd_attach_cycle(struct opts *o, int count)
 	return 0;
 }
 
+/* mkdir PATH and attach the ops there: the link's fd, or -errno with no cgroup left behind. */
+static int attach_new_cgroup(int map_fd, const char *path)
+{
+	int cg_fd, link = -1, err;
+
+	if (mkdir(path, 0755))
+		return -errno;
+	cg_fd = open(path, O_RDONLY | O_DIRECTORY);
+	if (cg_fd >= 0)
+		link = link_create(map_fd, cg_fd, BPF_F_CGROUP_FD);
+	err = errno;
+	if (cg_fd >= 0)
+		close(cg_fd);
+	if (link < 0) {
+		rmdir(path);
+		return -err;
+	}
+	return link;
+}
+
 static int cmd_remove_cycle(struct opts *o, int count)
 {
 	struct bpf_object *obj;
@@ -103,28 +123,21 @@ static int cmd_remove_cycle(struct opts *o, int count)
 		return fail("load", -map_fd, o->obj);
 	for (i = 0; i < count && !err; i++) {
 		struct pollfd pfd;
-		int cg_fd, link;
+		int link;
 
 		snprintf(path, sizeof(path), "%s/rm%d", o->cgroup, i);
-		if (mkdir(path, 0755)) {
-			err = errno;
+		link = attach_new_cgroup(map_fd, path);
+		if (link < 0) {
+			err = -link;
 			break;
 		}
-		cg_fd = open(path, O_RDONLY | O_DIRECTORY);
-		link = cg_fd < 0 ? -1 : link_create(map_fd, cg_fd, BPF_F_CGROUP_FD);
-		if (link < 0)
+		if (rmdir(path))
 			err = errno;
-		if (cg_fd >= 0)
-			close(cg_fd);
-		if (rmdir(path) && !err)
-			err = errno;
-		if (link >= 0) {
-			pfd.fd = link;
-			pfd.events = POLLIN;
-			if (poll(&pfd, 1, 5000) > 0 && (pfd.revents & POLLHUP))
-				hups++;
-			close(link);
-		}
+		pfd.fd = link;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 5000) > 0 && (pfd.revents & POLLHUP))
+			hups++;
+		close(link);
 		done++;
 	}
 	bpf_object__close(obj);
@@ -202,22 +215,19 @@ static int cmd_inflight_cycle(struct opts *o, int count)
 	cfg_fd = bpf_map__fd(bpf_object__find_map_by_name(obj, "test_config"));
 	srand(getpid());
 	for (i = 0; i < count && !err; i++) {
-		int way = i % 3, cg_fd, link, memfd, pipefd[2], threaded = 0;
+		int way = i % 3, link, memfd, pipefd[2], threaded = 0;
 		struct closer cl;
 		pthread_t closer;
 		char c;
 
 		snprintf(path, sizeof(path), "%s/if%d", o->cgroup, i);
-		if (mkdir(path, 0755)) {
-			err = errno;
+		link = attach_new_cgroup(map_fd, path);
+		if (link < 0) {
+			err = -link;
 			break;
 		}
-		cg_fd = open(path, O_RDONLY | O_DIRECTORY);
-		link = cg_fd < 0 ? -1 : link_create(map_fd, cg_fd, BPF_F_CGROUP_FD);
-		if (cg_fd >= 0)
-			close(cg_fd);
 		memfd = memfd_create("inflight", 0);
-		if (link < 0 || memfd < 0 || pipe(pipefd) || (err = -set_delay(cfg_fd, path, 20))) {
+		if (memfd < 0 || pipe(pipefd) || (err = -set_delay(cfg_fd, path, 20))) {
 			err = err ?: errno;
 			break;
 		}
