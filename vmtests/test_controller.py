@@ -188,7 +188,7 @@ def test_bad_input_is_one_clear_error_and_leaves_nothing(agentcg_env, tmp_path):
 
 
 # Reaction time of the user-space path: from the moment a burst passes the runaway threshold (as the bursting
-# process itself timestamps it) to the controller's first enforcement action. Reported as P50/P99. The workload's
+# process itself timestamps it) to the controller's first enforcement action. Reported as median and maximum of 10. The workload's
 # limit (184 MiB) leaves less than twice the 32 MiB reserve at the runaway line, where runaways are throttled.
 @pytest.mark.evaluation
 def test_user_space_reaction_time(agentcg_env, record_measurement):
@@ -212,9 +212,9 @@ def test_user_space_reaction_time(agentcg_env, record_measurement):
         reactions.append(max(0.0, throttles[0]["mono"] - marks[0]))
         (env["tmp"] / "events.jsonl").write_text("")
     reactions.sort()
-    p50, p99 = statistics.median(reactions), reactions[-1]
+    p50, most = statistics.median(reactions), reactions[-1]
     record_measurement("userspace_reaction", {"interval_ms": 50, "reactions_s": reactions, "p50_s": p50,
-                                              "p99_s": p99})
+                                              "max_s": most})
     assert p50 < 1.0, reactions
 
 

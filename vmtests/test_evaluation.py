@@ -105,14 +105,14 @@ def reaction_times(cg, tmp: Path, inkernel: bool, repeats: int = 8) -> list[floa
 
 
 # Burst start -> first enforcement: the in-kernel policy acts on the charge that crosses the line, the user-space
-# controller at its next 50 ms tick. Both measured in the same run, P50/P99 over repeats.
+# controller at its next 50 ms tick. Both measured in the same run, median and maximum over repeats.
 @pytest.mark.evaluation
 @pytest.mark.requires("memcg_bpf_ops")
 def test_reaction_time_in_kernel_vs_user_space(cg, tmp_path, record_measurement):
     user = reaction_times(cg, tmp_path / "user", inkernel=False)
     kernel = reaction_times(cg, tmp_path / "kernel", inkernel=True)
-    result = {"user_p50_s": statistics.median(user), "user_p99_s": user[-1],
-              "kernel_p50_s": statistics.median(kernel), "kernel_p99_s": kernel[-1],
+    result = {"user_p50_s": statistics.median(user), "user_max_s": user[-1],
+              "kernel_p50_s": statistics.median(kernel), "kernel_max_s": kernel[-1],
               "user_s": user, "kernel_s": kernel}
     record_measurement("reaction_kernel_vs_user", result)
     # measured: in-kernel P50 0.16-0.21 of user space (what is left is allocating the last 2 MiB before the mark)
