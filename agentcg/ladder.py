@@ -226,7 +226,7 @@ def one_thaw_at_a_time(looks: list[tuple[str, ToolView, Decision]], thawed_ago: 
     to carry out for each look, in order."""
     out = [d for _, _, d in looks]
     thaws: dict[str, list[int]] = {}
-    for i, (pool, v, d) in enumerate(looks):
+    for i, (pool, _, d) in enumerate(looks):
         if d.action == "thaw":
             thaws.setdefault(pool, []).append(i)
     for pool, idx in thaws.items():

@@ -68,6 +68,11 @@ def counters(att: memcg_bpf.Attachment) -> dict[str, int]:
     return {name: struct.unpack("<Q", value)[0] for name, (_key, value) in zip(TEST_COUNTERS, entries)}
 
 
+def counters_since(att: memcg_bpf.Attachment, before: dict[str, int]) -> dict[str, int]:
+    """How much each counter grew since `before` (an earlier counters(att))."""
+    return {name: value - before[name] for name, value in counters(att).items()}
+
+
 def set_test_config(att: memcg_bpf.Attachment, delay_cgid: int = 0, delay_ms: int = 0, protect_cgid: int = 0,
                     protect_low: bool = False, protect_min: bool = False, watch_cgid: int = 0) -> None:
     """Fill memcg_test.bpf.c's config map (struct memcg_test_config)."""

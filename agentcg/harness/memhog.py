@@ -54,16 +54,16 @@ def touch_timed(cg, kib: int, before_go=None, counters_of=None) -> tuple[float, 
     if before_go:
         before_go()
     if counters_of:  # an attachment of bpf/tests/memcg_test.bpf.c: its counters' deltas over the allocation
-        from agentcg.harness.bpfmaps import counters
+        from agentcg.harness.bpfmaps import counters, counters_since
     c0 = counters(counters_of) if counters_of else {}
     proc.stdin.write("go\n")
     proc.stdin.flush()
     line = proc.stdout.readline().split()
-    c1 = counters(counters_of) if counters_of else {}
+    delta = counters_since(counters_of, c0) if counters_of else {}
     proc.stdin.close()
     assert reap(proc, timeout=120) == 0
     assert line and line[0] == "touched", line
-    return float(line[1]), {k: c1[k] - c0[k] for k in c1}
+    return float(line[1]), delta
 
 
 def main(argv: list[str] | None = None) -> int:
