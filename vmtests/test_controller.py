@@ -23,12 +23,12 @@ from agentcg.cgroup import Cgroup, reap
 from agentcg.controller import Controller, EventLog
 from agentcg.enforce import sched
 from agentcg.enforce.memcg_bpf import BPFFS
-from agentcg.harness import slowness
+from agentcg.harness import guest, slowness
 from agentcg.layout import TOOL_OOM_SCORE_ADJ, Layout
 from agentcg.paths import IMPORT_ROOT
 
 MIB = 1 << 20
-DECLARED = set(json.loads(os.environ.get("AGENTCG_DECLARED", "null")) or [])  # what the kernel declares
+DECLARED = guest.DECLARED or set()  # what the kernel declares
 pytestmark = pytest.mark.requires("memcg", "cgroup_freeze", "cgroup_kill", "psi")
 
 

@@ -6,9 +6,7 @@ and the C loader. On a kernel without memcg_bpf_ops every test skips with that r
 Timing assertions are ratios against a baseline measured in the same test, never absolute times (TCG).
 """
 import errno
-import json
 import math
-import os
 import statistics
 import struct
 import subprocess
@@ -22,7 +20,7 @@ from agentcg import features
 from agentcg.cgroup import cgroup_id, reap
 from agentcg.enforce import memcg_bpf
 from agentcg.enforce.memcg_bpf import BPF_F_ALLOW_OVERRIDE, BPF_F_CGROUP_FD, LoaderError
-from agentcg.harness import bpfmaps
+from agentcg.harness import bpfmaps, guest
 from agentcg.harness.memhog import touch_timed
 
 MIB = 1 << 20
@@ -270,7 +268,7 @@ def delayed_run(cg, att, delay_ms, kib):
 # kernel a pair takes ~50 s under TCG: 5 pairs there, and the upper bound is 1.5: there a 40-ms delay measured
 # 1.21-1.28x (median 1.245x), ~10 ms per delayed charge more than asked, which only a delayed charge pays (the
 # over-high path, PSI accounting and the timed sleep, under KASAN and lockdep; not broken down further).
-SANITIZED = "sanitizers" in set(json.loads(os.environ.get("AGENTCG_DECLARED", "null")) or [])
+SANITIZED = "sanitizers" in (guest.DECLARED or set())
 
 
 def test_delay_is_honoured_precisely(cg, pins, record_measurement):
