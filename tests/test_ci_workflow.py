@@ -50,7 +50,7 @@ JUNIT = """<?xml version="1.0"?><testsuites><testsuite name="pytest">
 def test_report_counts_and_markdown(tmp_path):
     (tmp_path / "junit.xml").write_text(JUNIT)
     data = report.load(tmp_path)
-    assert report.counts(data) == {"passed": 1, "failed": 1, "skipped": 1}
+    assert report.counts(data) == {"passed": 1, "failed": 1, "skipped": 1, "flaky": 0}
     md = report.render(data, markdown=True)
     assert "| `vmtests.test_a::test_bad` | ❌ failed | [guest failed] boom |" in md
 

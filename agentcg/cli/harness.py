@@ -29,7 +29,7 @@ def vmtest(kernel: str, out: str | None, pytest_args: tuple[str, ...]):
     named = [a for a in pytest_args if not a.startswith("-") and Path(a.split("::")[0]).exists()]
     default = kernels.default_tests(kernel) or ["vmtests"]
     cmd = [sys.executable, "-m", "pytest", *([] if named else [str(REPO_ROOT / t) for t in default]),
-           f"--kernel={kernel}", "-rs", f"--vm-results={out_dir}/guest", f"--junitxml={out_dir}/junit.xml",
+           f"--kernel={kernel}", "-rsx", f"--vm-results={out_dir}/guest", f"--junitxml={out_dir}/junit.xml",
            f"--alluredir={out_dir}/allure", "--clean-alluredir", *pytest_args]
     # exec, not a child: a SIGTERM or Ctrl-C for `agentcg vmtest` must reach pytest, which takes its VM down
     sys.stdout.flush()
@@ -162,12 +162,24 @@ def kernel_clean(name: str | None):
 
 
 @click.command()
-@click.argument("results_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("results_dir", type=click.Path(exists=True, file_okay=False), required=False)
 @click.option("--markdown", is_flag=True, help="a Markdown table (for CI step summaries)")
-def report(results_dir: str, markdown: bool):
-    """Summarise one kernel's vmtest results (RESULTS_DIR/junit.xml and summary.json)."""
+@click.option("--compare", nargs=2, type=click.Path(exists=True, file_okay=False), metavar="A B",
+              help="what changed from A to B (two kernels' results, or two results/ trees); exit 1 on passed->failed")
+def report(results_dir: str | None, markdown: bool, compare: tuple[str, str] | None):
+    """Summarise one kernel's vmtest results (RESULTS_DIR/junit.xml and summary.json), or compare two."""
     from agentcg.harness import report as report_mod
+    if bool(results_dir) == bool(compare):
+        fail("give one RESULTS_DIR, or --compare A B")
     try:
+        if compare:
+            a, b = (report_mod.outcomes(p) for p in compare)
+            diff = report_mod.compare(a, b)
+            same = sum(a[n] == b[n] for n in a.keys() & b.keys())
+            click.echo(report_mod.render_compare(*compare, diff, same))
+            if diff.get("passed->failed"):
+                sys.exit(1)
+            return
         click.echo(report_mod.render(report_mod.load(results_dir), markdown=markdown))
     except report_mod.ReportError as e:
         fail(str(e))
