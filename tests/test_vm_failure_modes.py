@@ -26,7 +26,10 @@ def run_guest_tests(tmp_path, names, *extra, kernel="debian-6.12"):
         failure = case.find("failure")
         skipped = case.find("skipped")
         outcome = "failed" if failure is not None else "skipped" if skipped is not None else "passed"
-        text = (failure.get("message", "") + (failure.text or "")) if failure is not None else ""
+        if skipped is not None and skipped.get("type") == "pytest.xfail":
+            outcome = "xfailed"
+        text = (failure.get("message", "") + (failure.text or "")) if failure is not None \
+            else skipped.get("message", "") if skipped is not None else ""
         cases[case.get("name")] = (outcome, text)
     return proc, cases
 
@@ -39,6 +42,20 @@ def test_failing_and_leaking_guest_tests_fail_on_host(tmp_path):
     assert "deliberate failure" in cases["test_fails_deliberately"][1]
     assert cases["test_leaves_a_cgroup_behind"][0] == "failed"
     assert "leftover cgroups: agentcg-selftest-leak" in cases["test_leaves_a_cgroup_behind"][1]
+
+
+def test_a_listed_flaky_test_runs_once_and_its_failure_is_reported_with_its_reason(tmp_path):
+    listed = tmp_path / "flaky.yaml"
+    listed.write_text(f"flaky:\n"
+                      f"  - test: {SELFTEST}::test_fails_deliberately\n    reason: fails on purpose (selftest)\n"
+                      f"  - test: {SELFTEST}::test_passes\n    kernels: [debian-*]\n    reason: listed, yet passes\n")
+    proc, cases = run_guest_tests(tmp_path, ["test_passes", "test_fails_deliberately"], "--flaky-list", str(listed))
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert cases["test_passes"][0] == "passed", "a listed test that passes is a pass"
+    outcome, text = cases["test_fails_deliberately"]
+    assert outcome == "xfailed" and "known flaky on debian-6.12" in text and "fails on purpose" in text, text
+    assert "deliberate failure" in text, "the guest's own message stays in the report"
+    assert "1 xfailed" in proc.stdout and "known flaky" in proc.stdout
 
 
 @pytest.mark.agentcg_kernel

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from agentcg.harness import kernels, results, slowness, vm
+from agentcg.harness import flaky, kernels, results, slowness, vm
 from agentcg.paths import REPO_ROOT
 
 REPO = REPO_ROOT
@@ -38,6 +38,8 @@ def pytest_addoption(parser):
                 help="host watchdog: seconds without guest progress before the VM is killed (default: test timeout + 60; "
                      "x agentcg.harness.slowness)")
     g.addoption("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    g.addoption("--flaky-list", default=str(flaky.FLAKY_FILE),
+                help="the known-flaky tests, each with its reason (a failure of one is reported as xfail)")
     g.addoption("--agentcg-selftest", action="store_true",
                 help="also collect vmtests/selftest (deliberately failing, panicking and hanging guests)")
 
@@ -68,6 +70,10 @@ class GuestItem(_GuestReportItem):
             raise pytest.skip.Exception(record.message.removeprefix("Skipped: "), _use_item_location=True)
         if record.outcome != "passed":
             _attach_allure(f"guest {record.outcome}", record.message)
+            known = flaky.find(run.flaky, self.nodeid, run.kernel.name)
+            if known:  # run once like any other, never retried: reported as what it is, with why
+                pytest.xfail(f"known flaky on {run.kernel.name} (vmtests/flaky.yaml: {known.reason}); "
+                             f"guest {record.outcome}: {record.message}")
             raise GuestFailure(f"[guest {record.outcome} on {run.kernel.name}] {record.message}")
 
     guest_lineno = 0  # line of the test function, so skips point at the test, not at this plugin
@@ -160,6 +166,10 @@ class GuestRun:
         self.records: dict[str, results.TestRecord] | None = None
         self.end: results.VMEnd | None = None
         self.summary: dict | None = None
+        try:
+            self.flaky = flaky.load(Path(config.getoption("--flaky-list")))
+        except flaky.FlakyListError as e:
+            raise pytest.UsageError(str(e))
         config._agentcg_run = self
 
     def boot(self) -> None:
