@@ -20,8 +20,9 @@ $(VENV)/.installed: pyproject.toml ci/setup-host.sh
 demo: setup
 	$(PY) -m agentcg demo --kernel $(KERNEL)
 
+# The host tests that take seconds; `make test` also runs the ones that boot a guest (vm) and the fuzzing (fuzz).
 unit: setup
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -m "not vm and not fuzz"
 
 vmtest: setup
 	$(PY) -m agentcg vmtest --kernel $(KERNEL)

@@ -28,6 +28,7 @@ from agentcg.paths import REPO_ROOT
 from agentcg.workloads import traces
 from agentcg.workloads.scenario import ScenarioError, load_scenario
 
+pytestmark = pytest.mark.fuzz  # minutes: `make test` runs it (beside the guests), `make unit` does not
 EXAMPLES = int(os.environ.get("AGENTCG_FUZZ_EXAMPLES", "10000"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
