@@ -93,6 +93,14 @@ def test_moderate_is_contention_with_a_budget_its_concurrent_peak_just_fits_for_
         assert 0.95 <= top / s.budget_bytes() <= 1.0, f"seed {seed}: concurrent peak {top / s.budget_bytes():.1%}"
 
 
+def test_roomy_is_contention_with_a_budget_its_concurrent_peak_never_nears_for_every_seed():
+    for seed in range(1, 11):
+        s, c = (load_scenario(SCENARIO_DIR / f"{n}.yaml", seed=seed) for n in ("roomy", "contention"))
+        assert [a.trace.samples for a in s.agents] == [a.trace.samples for a in c.agents], "the same draw"
+        _, top = peak(s.summed_demand())
+        assert top / s.budget_bytes() <= 0.501, f"seed {seed}: concurrent peak {top / s.budget_bytes():.1%}"
+
+
 def _two_agents(tmp_path, extra: str, name: str = "s") -> Path:
     """Two synthetic agents (bursts at different times) in a scenario file with `extra` lines."""
     traces = []

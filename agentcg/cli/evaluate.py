@@ -15,7 +15,7 @@ from agentcg.cli.errors import fail
 from agentcg.eval.bench import DENSITY_MEMORY_GIB, DENSITY_POLICIES, SWEEP_POLICIES, SWEEP_SHARES, density, sweep
 from agentcg.eval.registry import POLICIES, make_policy
 from agentcg.eval.reproduce import (CONTENTION_POLICIES, CONTENTION_SCENARIOS, PAPER_POLICIES, PAPER_SCENARIOS,
-                                    SWAP_DIMENSION)
+                                    REFERENCE_SCENARIOS, SWAP_DIMENSION)
 from agentcg.harness import kernels
 from agentcg.workloads import engine
 from agentcg.workloads.engine import check_environment, run_scenario
@@ -185,7 +185,7 @@ def paper_cmd(kernel, repeats, policies, scenarios):
 @click.option("--kernel", default="agentcg-6.12", show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="seeds 1..REPEATS")
 @click.option("--policy", "policies", multiple=True, default=CONTENTION_POLICIES, show_default=True)
-@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(CONTENTION_SCENARIOS),
+@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(CONTENTION_SCENARIOS + REFERENCE_SCENARIOS),
               default=CONTENTION_SCENARIOS, show_default=True)
 @click.option("--swap", "swaps", multiple=True, type=click.Choice(SWAPS), default=SWAP_DIMENSION, show_default=True)
 def contention_cmd(kernel, repeats, policies, scenarios, swaps):
@@ -201,7 +201,7 @@ def contention_cmd(kernel, repeats, policies, scenarios, swaps):
 @bench.command("paper-run")
 @click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--policy", "policies", multiple=True, default=PAPER_POLICIES, show_default=True)
-@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(PAPER_SCENARIOS + CONTENTION_SCENARIOS),
+@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(PAPER_SCENARIOS + CONTENTION_SCENARIOS + REFERENCE_SCENARIOS),
               default=PAPER_SCENARIOS, show_default=True)
 @click.option("--swap", "swaps", multiple=True, type=click.Choice(SWAPS), default=None,
               help="swap settings to run each scenario with (default: the scenario's own)")

@@ -22,6 +22,7 @@ from agentcg.workloads.plan import ReplayError
 PAPER_SCENARIOS = ("paper-tight", "paper-moderate")
 PAPER_POLICIES = ("none", "paper-bpf", "agentcg", "agentcg-kernel")
 CONTENTION_SCENARIOS = ("contention", "moderate")
+REFERENCE_SCENARIOS = ("roomy",)  # nothing presses: what sharing the machine alone costs HIGH (asked for by name)
 CONTENTION_POLICIES = ("none", "container", "k8s", "protect-only", "agentcg", "agentcg-kernel")
 SWAP_DIMENSION = ("none", "zram")
 
