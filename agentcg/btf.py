@@ -35,7 +35,16 @@ def struct_members(data: bytes, wanted: set[str]) -> dict[str, list[str]]:
         end = strings.find(b"\0", off)
         return strings[off:end if end >= 0 else None].decode(errors="replace")
 
-    wanted_offsets = {}  # string offset -> name, so the scan only decodes names for candidate structs
+    # Where each wanted name sits in the string section (a whole string: NUL on both sides; offset 0 is the empty
+    # string). A kernel without any of them needs no walk through its ~100,000 types (under TCG: seconds), and the
+    # walk compares offsets instead of decoding every struct's name.
+    wanted_at: dict[int, str] = {}
+    for sname in wanted:
+        key, at = b"\0" + sname.encode() + b"\0", -1
+        while (at := strings.find(key, at + 1)) >= 0:
+            wanted_at[at + 1] = sname
+    if not wanted_at:
+        return {}
     found: dict[str, list[str]] = {}
     pos = 0
     while pos + 12 <= len(types):
@@ -43,13 +52,8 @@ def struct_members(data: bytes, wanted: set[str]) -> dict[str, list[str]]:
         kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
         fixed, per = _EXTRA.get(kind, (0, 0))
         body = pos + 12
-        if kind == KIND_STRUCT and name_off:
-            sname = wanted_offsets.get(name_off)
-            if sname is None:
-                sname = name(name_off)
-                wanted_offsets[name_off] = sname
-            if sname in wanted:
-                found[sname] = [name(struct.unpack_from("<I", types, body + 12 * i)[0]) for i in range(vlen)]
+        if kind == KIND_STRUCT and name_off in wanted_at:
+            found[wanted_at[name_off]] = [name(struct.unpack_from("<I", types, body + 12 * i)[0]) for i in range(vlen)]
         pos = body + fixed + per * vlen
     if pos != len(types):
         raise BTFError("BTF type section does not parse to its end")

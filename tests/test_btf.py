@@ -34,6 +34,14 @@ def test_absent_struct_is_absent():
     assert btf.struct_members(build_btf({"a": ["b"]}), {"memcg_bpf_ops"}) == {}
 
 
+def test_only_a_struct_of_exactly_that_name_counts():
+    # the name as a member, as the tail of a longer struct name, or as a string of no struct: not the struct
+    blob = build_btf({"x_memcg_bpf_ops": ["memcg_bpf_ops"], "memcg_bpf_ops_v2": ["a"]})
+    assert btf.struct_members(blob, {"memcg_bpf_ops"}) == {}
+    both = build_btf({"x_memcg_bpf_ops": ["memcg_bpf_ops"], "memcg_bpf_ops": ["below_low"]})
+    assert btf.struct_members(both, {"memcg_bpf_ops", "absent"}) == {"memcg_bpf_ops": ["below_low"]}
+
+
 def test_bad_magic_and_truncation_are_errors():
     blob = build_btf({"a": ["b"]})
     with pytest.raises(btf.BTFError, match="magic"):
