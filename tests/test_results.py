@@ -75,3 +75,13 @@ def test_progress_parsing():
     assert results.parse_progress("3 vmtests/test_x.py::test_y[a b]\n") == "vmtests/test_x.py::test_y[a b]"
     assert results.parse_progress("") is None and results.parse_progress(None) is None
     assert results.parse_progress("3 vmtests/test_x.py::test_y\n250/1000 tool calls\n") == "vmtests/test_x.py::test_y"
+
+
+def test_boot_breakdown_splits_boot_to_first_test_by_the_guests_marks():
+    marks = {"interpreter": 7.5, "main": 10.0, "probed": 11.0, "pytest_imported": 18.0, "collected": 21.5,
+             "first_test": 22.0}
+    assert results.boot_breakdown(marks, 25.0) == {
+        "qemu_and_firmware": 3.0, "kernel_boot_and_init": 7.5, "interpreter_and_imports": 2.5, "feature_probe": 1.0,
+        "import_pytest": 7.0, "pytest_collection": 3.5, "to_first_test": 0.5}
+    assert results.boot_breakdown({**marks, "first_test": None}, 25.0) is None
+    assert results.boot_breakdown({"main": 1}, 25.0) is None, "a guest that died before its first test"

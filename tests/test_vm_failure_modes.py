@@ -49,7 +49,8 @@ def test_a_listed_flaky_test_runs_once_and_its_failure_is_reported_with_its_reas
     listed.write_text(f"flaky:\n"
                       f"  - test: {SELFTEST}::test_fails_deliberately\n    reason: fails on purpose (selftest)\n"
                       f"  - test: {SELFTEST}::test_passes\n    kernels: [debian-*]\n    reason: listed, yet passes\n")
-    proc, cases = run_guest_tests(tmp_path, ["test_passes", "test_fails_deliberately"], "--flaky-list", str(listed))
+    proc, cases = run_guest_tests(tmp_path, ["test_passes", "test_fails_deliberately"], "--flaky-list", str(listed),
+                                  "-rx")  # as `agentcg vmtest` runs it
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert cases["test_passes"][0] == "passed", "a listed test that passes is a pass"
     outcome, text = cases["test_fails_deliberately"]

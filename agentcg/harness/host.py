@@ -104,6 +104,14 @@ class KernelLogItem(_GuestReportItem):
         return self.path, 0, self.name
 
 
+def _json_or_empty(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _attach_allure(name: str, text: str) -> None:
     try:
         import allure
@@ -154,6 +162,9 @@ def pytest_terminal_summary(terminalreporter, config):
             f"agentcg: kernel {s['kernel']} ({s['release']}), accel {s['accel']}, slowness {s['slowness']}"
             f"{' (slow mode: %s of a core)' % s['slow_mode_share'] if s['slow_mode_share'] else ''}: boot->first test "
             f"{s['boot_to_first_test_s']} s, VM wall time {s['vm_wall_s']} s; results in {s['rwdir']}")
+        if s.get("boot_breakdown_s"):
+            terminalreporter.write_line("agentcg: boot->first test, s: " + ", ".join(
+                f"{k} {v}" for k, v in s["boot_breakdown_s"].items()))
 
 
 class GuestRun:
@@ -239,5 +250,7 @@ class GuestRun:
             "vm_wall_s": round(time.monotonic() - started, 1), "guest_exit": outcome.guest_exit,
             "killed_reason": outcome.killed_reason, "tests": len(self.nodeids), "rwdir": str(rwdir),
             "slowness": slow, "slow_mode_share": slowness.slow_share(),
+            "boot_breakdown_s": results.boot_breakdown(_json_or_empty(rwdir / "boot.json"),
+                                                       outcome.first_progress_s),
         }
         (rwdir.parent / "summary.json").write_text(json.dumps(self.summary, indent=1))

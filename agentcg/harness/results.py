@@ -103,3 +103,29 @@ def parse_progress(text: str | None) -> str | None:
         return None
     parts = text.strip().splitlines()[0].split(" ", 1)
     return parts[1] if len(parts) == 2 else None
+
+
+BOOT_STAGES = (  # (name, the guest's mark it ends at), in order; agentcg.harness.guest_main.BootClock makes them
+    ("kernel_boot_and_init", "interpreter"),
+    ("interpreter_and_imports", "main"),
+    ("feature_probe", "probed"),
+    ("import_pytest", "pytest_imported"),
+    ("pytest_collection", "collected"),
+    ("to_first_test", "first_test"),
+)
+
+
+def boot_breakdown(marks: dict, boot_to_first_test_s: float | None) -> dict[str, float] | None:
+    """Where boot -> first test went, in seconds per stage, from the guest's marks (seconds since its kernel
+    started): what came before the kernel's clock (QEMU and firmware) is the host's measure minus the guest's.
+    None when the guest saved no complete set of marks."""
+    try:
+        ends = [float(marks[mark]) for _, mark in BOOT_STAGES]
+    except (KeyError, TypeError, ValueError):
+        return None
+    out = {"qemu_and_firmware": round(boot_to_first_test_s - ends[-1], 1)} if boot_to_first_test_s else {}
+    start = 0.0
+    for (name, _), end in zip(BOOT_STAGES, ends):
+        out[name] = round(end - start, 1)
+        start = end
+    return out
