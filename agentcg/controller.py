@@ -271,7 +271,7 @@ class Controller:
         self._take_turns(agents)
         settled = self.turn is None and not any(a.waiting for a in self.agents.values()) \
             and not any(c.stage in ("throttled", "frozen", "swapped") for c in self.calls.values())
-        self.pause = ladder.next_tick(rooms, settled, self.interval, self.cfg)
+        self.pause = ladder.next_tick(rooms, settled, self.interval, self.cfg, kernel_first=self.inkernel is not None)
 
     # ---- the agents' turn (agentcg.ladder.agent_turns) -----------------------------------------------------
 

@@ -293,13 +293,20 @@ def can_act(stage: str, headroom: int, priority: str, cfg: LadderConfig) -> bool
     return stage != "running" or headroom < 2 * reserve_for(cfg.reserve_bytes, priority)
 
 
-def next_tick(rooms: list[tuple[int, str]], settled: bool, tick_s: float, cfg: LadderConfig) -> float:
+def next_tick(rooms: list[tuple[int, str]], settled: bool, tick_s: float, cfg: LadderConfig,
+              kernel_first: bool = False) -> float:
     """How long the controller may sleep before its next look. rooms: (headroom, priority) of every workload;
     settled: no call throttled or frozen and no agent waiting or holding the turn (those need every tick).
     While a workload is far from where the ladder acts (twice its reserve), even the fastest burst
     (`burst_bytes_per_s`) needs time to get there: the controller sleeps that long, at most `calm_tick_s`, never
     less than `tick_s`. What it would do in between is nothing (can_act is false for every call): its reads of
-    every workload 20 times a second cost the agents CPU (under TCG, 8 ms per tick for three workloads)."""
+    every workload 20 times a second cost the agents CPU (under TCG, 8 ms per tick for three workloads).
+    kernel_first: the in-kernel policy takes the first rung (a delay within a charge batch, and the agents'
+    turns) and its events wake the controller at once; the controller's own looks then only time the rungs that
+    follow (freeze after `freeze_after_s` stalled, thaw, kill), and a quarter of `freeze_after_s` is their
+    shortest spacing."""
+    if kernel_first:
+        tick_s = max(tick_s, cfg.freeze_after_s / 4)
     if not settled or not rooms:
         return tick_s if not settled else max(tick_s, cfg.calm_tick_s)
     slack = min(room - 2 * reserve_for(cfg.reserve_bytes, priority) for room, priority in rooms)

@@ -194,6 +194,15 @@ def test_near_or_under_the_reserve_or_with_anything_throttled_frozen_or_waiting_
     assert ladder.next_tick([(10_000 * MIB, "normal")], False, 0.05, PACE) == 0.05
 
 
+def test_with_the_kernel_taking_the_first_rung_the_controller_looks_only_as_often_as_its_own_rungs_need():
+    # the kernel delays within a charge batch and wakes the controller; freeze (after 1 s stalled) and kill
+    # are timed to a quarter of freeze_after_s, however short the configured tick
+    assert ladder.next_tick([(100 * MIB, "normal")], True, 0.05, PACE, kernel_first=True) == 0.25
+    assert ladder.next_tick([(10_000 * MIB, "normal")], False, 0.01, PACE, kernel_first=True) == 0.25
+    assert ladder.next_tick([(10_000 * MIB, "normal")], False, 0.5, PACE, kernel_first=True) == 0.5
+    assert ladder.next_tick([(100 * MIB, "normal")], True, 0.05, PACE, kernel_first=False) == 0.05
+
+
 def test_pace_never_goes_below_the_configured_tick_nor_above_it_when_calm_is_shorter():
     assert ladder.next_tick([], True, 0.05, PACE) == 0.25
     assert ladder.next_tick([(10_000 * MIB, "normal")], True, 0.5, PACE) == 0.5
