@@ -7,8 +7,6 @@ Facts this module is built on (../shared/design/machine.md):
   bind-mounted in a private mount namespace, creates only those links: 4-8 s per boot instead of ~15 s.
 - Guest stdout and vng's exit status are unreliable here, so the guest writes its exit code into `--rwdir`;
   the host pre-sets it to GUEST_EXIT_UNSET, so a guest that dies is never read as success.
-- A guest reads this checkout's bytecode from a cache the host fills before each boot (agentcg.harness.bytecode):
-  with PYTHONDONTWRITEBYTECODE set, guests compiled every module and rewrote every test module under TCG.
 - A guest can panic or hang: a watchdog kills the whole process group when the guest stops making progress.
 - Machines of this kind differ in speed: the callers scale the watchdog's bounds by agentcg.harness.slowness, and in slow
   mode (AGENTCG_SLOW) every VM runs in a cgroup limited to that share of a core.
@@ -28,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentcg.harness import bytecode, slowness
+from agentcg.harness import slowness
 from agentcg.paths import CACHE_DIR, REPO_ROOT
 
 GUEST_EXIT_UNSET = 255
@@ -131,9 +129,6 @@ def run_guest(image: Path, guest_cmd: str, rwdir: Path, *, accel: str = "auto", 
     watchdog = watchdog or Watchdog()
     accel = probe_accel() if accel == "auto" else accel
     prepare_rwdir(rwdir)
-    why_not = bytecode.warm()
-    if why_not:  # the guest compiles for itself: slower, the same result
-        print(f"agentcg: note: no bytecode cache for the guest ({why_not})", file=sys.stderr)
     console_path = console_path or rwdir / "console.log"
     cmd = with_udev_stub(vng_command(Path(image), guest_cmd, rwdir, accel=accel, cpus=cpus, memory=memory))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
@@ -154,8 +149,7 @@ def guest_command(argv: list[str], rwdir: Path, *, env: dict[str, str] | None = 
     watchdog's boot bound ends there)."""
     q = shlex.quote
     argv = [sys.executable, "-m", "agentcg", *argv[1:]] if argv and argv[0] == "agentcg" else list(argv)
-    assigns = " ".join(f"{k}={q(v)}" for k, v in {**slowness.guest_env(), **bytecode.guest_env(),
-                                                    **(env or {})}.items())
+    assigns = " ".join(f"{k}={q(v)}" for k, v in {**slowness.guest_env(), **(env or {})}.items())
     line = f"cd {q(str(REPO_ROOT))} && {assigns} {shlex.join(argv)}"
     if capture:
         line += f" > {q(str(rwdir / 'stdout'))} 2> {q(str(rwdir / 'stderr'))}"
