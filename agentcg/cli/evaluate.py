@@ -201,7 +201,8 @@ def contention_cmd(kernel, repeats, policies, scenarios, swaps):
 @bench.command("paper-run")
 @click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--policy", "policies", multiple=True, default=PAPER_POLICIES, show_default=True)
-@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(PAPER_SCENARIOS + CONTENTION_SCENARIOS + REFERENCE_SCENARIOS),
+@click.option("--scenario", "scenarios", multiple=True,
+              type=click.Choice(PAPER_SCENARIOS + CONTENTION_SCENARIOS + REFERENCE_SCENARIOS),
               default=PAPER_SCENARIOS, show_default=True)
 @click.option("--swap", "swaps", multiple=True, type=click.Choice(SWAPS), default=None,
               help="swap settings to run each scenario with (default: the scenario's own)")

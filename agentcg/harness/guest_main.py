@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
     prepare_guest()
     (rwdir / "features.json").write_text(json.dumps(features.probe(), indent=1))
     clock.mark("probed")
-    sys.dont_write_bytecode = True  # the guest writes nothing into the host's tree (nor its bytecode cache)
+    sys.dont_write_bytecode = True  # no .pyc into the host's tree (pytest's rewritten tests included)
     os.environ.update(AGENTCG_GUEST="1", AGENTCG_RWDIR=str(rwdir), PYTHONDONTWRITEBYTECODE="1",
                       AGENTCG_KERNEL=run["kernel"], AGENTCG_DECLARED=json.dumps(run["declared"]))
     if run.get("bpf_dir"):

@@ -245,8 +245,8 @@ class Runner:
             1 for j in self.jobs if j.returncode not in (None, 0)
             and not j.counts.get("failed") and not j.counts.get("error"))
         self.echo(f"agentcg test: wall time {_fmt(wall)}")
-        self.echo(f"total: {totals.get('passed', 0)} passed, {failed} failed, {totals.get('skipped', 0)} skipped"
-                  + (f", {totals['xfailed']} known flaky failures (vmtests/flaky.yaml)" if totals.get("xfailed") else ""))
+        flaky = f", {totals['xfailed']} known flaky failures (vmtests/flaky.yaml)" if totals.get("xfailed") else ""
+        self.echo(f"total: {totals.get('passed', 0)} passed, {failed} failed, {totals.get('skipped', 0)} skipped{flaky}")
 
 
 def run(kernel_names: list[str], host: bool = True, capacity: int | None = None) -> bool:
