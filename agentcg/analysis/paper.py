@@ -24,10 +24,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentcg.analysis import analyze
 from agentcg.analysis.analyze import mean, merge, pearson
 from agentcg.config import parse_json, read_text
 from agentcg.stats import percentile
 from agentcg.workloads.traces import TraceError, command_of, parse_cpu, parse_mem, parse_time
+from agentcg.workloads.traces import load_run as load_trace
 
 MB = 1_000_000
 DATASETS = {"haiku": "all_images_haiku", "glm": "all_images_local"}
@@ -572,3 +574,108 @@ def report(root: str | Path) -> dict:
     figures["batch"] = peak_spread(batch.runs.values())
     figures["batch"]["skipped"] = dict(batch.skipped)
     return {"definitions": "paper", "datasets": datasets, "figures": figures}
+
+
+# --- agentcg's own definitions under the same keys ----------------------------------------------------------
+
+def ours_figures(traces) -> dict:
+    """agentcg's own figures (agentcg.analysis.analyze, its defaults) for the same runs, under the paper's keys
+    where a counterpart exists, for `--definitions both`."""
+    lat, res = analyze.latency_table(traces), analyze.resource_table(traces)
+    bursts, retry, corr = analyze.burst_attribution(traces), analyze.retry_table(traces), analyze.correlations(traces)
+    fraction, mem_in = bursts["samples_in_calls"], bursts["mem_in_calls"]
+    return {
+        "init_share": lat["init_share"], "tool_share": lat["tool_share"], "llm_share": lat["llm_share"],
+        "cpu_avg": res["cpu_mean"], "cpu_samples_over_50": res["cpu_above_share"],
+        "tool_time_fraction": fraction, "mem_bursts_in_tool_calls": mem_in,
+        "burst_concentration": mem_in / fraction if mem_in is not None and fraction else None,
+        "cpu_bursts_in_tool_calls": bursts["cpu_in_calls"],
+        "retry_task_share": retry["runs_share"], "retry_groups_per_task": retry["groups_per_run"],
+        "retry_max_consecutive": retry["longest"], "retry_time_share": retry["bash_time_share"],
+        "bash_share": {k: v["share"] for k, v in analyze.bash_composition(traces).items()},
+        "bash_p95_spike_mb": {k: v["p95_mb"] for k, v in analyze.bash_spikes(traces).items()},
+        "r_output_tokens_peak_mem": corr["output_tokens_vs_peak_mem"],
+        "r_rounds_exec_time": corr["rounds_vs_exec_time"], "r_rounds_peak_mem": corr["rounds_vs_peak_mem"],
+        "r_output_tokens_exec_time": corr["output_tokens_vs_exec_time"],
+    }
+
+
+def ours_batch(traces) -> dict:
+    """agentcg's peak/average and peak-memory spread (resource_table, heterogeneity) under the batch keys."""
+    res, het = analyze.resource_table(traces), analyze.heterogeneity(traces)
+    return {"tasks": len(traces), "peak_avg_max": res["peak_avg_max"], "peak_min_mb": het.get("min_mb"),
+            "peak_max_mb": het.get("max_mb"), "peak_cv": het.get("cv")}
+
+
+def _traces(runs, root: Path) -> list:
+    out = []
+    for r in runs:
+        try:
+            out.append(load_trace(r.path, root))
+        except TraceError:
+            continue
+    return out
+
+
+def report_both(root: str | Path) -> dict:
+    """The paper's report plus `ours`: agentcg's own figures over the same runs (each data set's valid runs at
+    their latest attempt; the batch folder's latest attempts)."""
+    root = Path(root)
+    rep = report(root)
+    rep["definitions"] = "both"
+    sets = {name: load_dataset(root / folder, name) for name, folder in DATASETS.items()}
+    rep["ours"] = {name: ours_figures(_traces(ds.runs.values(), root)) for name, ds in sets.items()}
+    batch = load_dataset(root / BATCH, "batch", validate=False)
+    rep["ours"]["batch"] = ours_batch(_traces(batch.runs.values(), root))
+    return rep
+
+
+# --- rendering ----------------------------------------------------------------------------------------------
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def _rows(figures: dict):
+    """(label, value) rows, nested dicts flattened to "key CATEGORY"."""
+    for key, value in figures.items():
+        if key in ("tasks", "skipped"):
+            continue
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                yield f"{key} {sub}", v
+        else:
+            yield key, value
+
+
+def render(rep: dict, console=None) -> None:
+    """Print a paper (or both) report as rich tables: one column per data set and definition."""
+    from rich.table import Table
+    console = console or analyze.make_console()
+    ds = rep["datasets"]
+    console.print("data sets (paper's validity filter): " + ", ".join(
+        f"{name} {d['tasks']}" + (f" of {d['task_dirs']} task dirs" if "task_dirs" in d else "")
+        for name, d in ds.items()))
+    ours = rep.get("ours", {})
+    for group in (("haiku", "glm"), ("batch",)):
+        columns = [(name, "paper", rep["figures"][name]) for name in group]
+        if ours:
+            columns = [c for name in group for c in ((name, "paper", rep["figures"][name]),
+                                                      (name, "ours", ours.get(name, {})))]
+        table = Table(title="AgentCgroup paper's definitions" + (" beside agentcg's" if ours else ""),
+                      title_justify="left")
+        table.add_column("figure")
+        for name, kind, _ in columns:
+            table.add_column(f"{name} {kind}", justify="right")
+        labels = list(dict.fromkeys(label for _, _, figs in columns for label, _ in _rows(figs)))
+        values = [dict(_rows(figs)) for _, _, figs in columns]
+        for label in labels:
+            table.add_row(label, *(_cell(v.get(label)) for v in values))
+        console.print(table)
+    for name in ("haiku", "glm"):
+        for task, reason in ds[name].get("skipped", {}).items():
+            console.print(f"  skipped {name} {task}: {reason}", highlight=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from agentcg.analysis import analyze as analysis
+from agentcg.analysis import paper
 from agentcg.cli.errors import fail
 from agentcg.workloads import record as recorder
 from agentcg.workloads import traces as tracefiles
@@ -50,8 +51,13 @@ def _load(paths: tuple[str, ...]):
 @click.option("--figures", "figures_dir", type=click.Path(file_okay=False), help="write PNG figures into DIR")
 @click.option("--mem-threshold", type=float, default=300.0, show_default=True,
               help="memory burst: MB above the run's early baseline")
-def analyze(paths, by, as_json, figures_dir, mem_threshold):
+@click.option("--definitions", type=click.Choice(("ours", "paper", "both")), default="ours", show_default=True,
+              help="agentcg's metric definitions, the AgentCgroup paper's (over a traces root holding its data "
+                   "sets), or both side by side")
+def analyze(paths, by, as_json, figures_dir, mem_threshold, definitions):
     """Characterise agent runs: latency split, tool-time composition, CPU/memory, bursts, spikes, retry loops."""
+    if definitions != "ours":
+        return _analyze_paper(paths, definitions, as_json, figures_dir)
     loaded, skipped = _load(paths)
     if not loaded:
         fail(f"no usable runs ({len(skipped)} skipped; see `agentcg traces summary`)")
@@ -65,6 +71,26 @@ def analyze(paths, by, as_json, figures_dir, mem_threshold):
     if figures_dir:
         written = analysis.figures(rep, loaded, figures_dir)
         click.echo(f"{len(written)} figures written to {figures_dir}", err=as_json)
+
+
+def _analyze_paper(paths, definitions, as_json, figures_dir):
+    """`analyze --definitions paper|both`: the paper's figures over one traces root (default: the shared traces)."""
+    if figures_dir:
+        fail(f"--figures goes with --definitions ours, not {definitions}")
+    if len(paths) > 1:
+        fail(f"--definitions {definitions} reads one traces root holding "
+             f"{', '.join(list(paper.DATASETS.values()) + [paper.BATCH])}; {len(paths)} PATHS given")
+    root = Path(paths[0]) if paths else tracefiles.default_root()
+    if not root.is_dir():
+        fail(f"{root}: not a directory" + ("" if paths else f" (pass a traces root or set {tracefiles.TRACES_ENV})"))
+    folders = list(paper.DATASETS.values()) + [paper.BATCH]
+    if not any((root / f).is_dir() for f in folders):
+        fail(f"{root} holds none of the paper's data sets ({', '.join(folders)})")
+    rep = paper.report_both(root) if definitions == "both" else paper.report(root)
+    if as_json:
+        click.echo(json.dumps(rep, indent=1))
+    else:
+        paper.render(rep)
 
 
 @click.command()
