@@ -465,7 +465,7 @@ def call_spike(run: Run, call: Call, paper_parsed: bool = False) -> float | None
     """A Bash call's memory spike (MB): the largest sample inside [start, end] minus the last sample strictly
     before start (the first sample inside when there is none); may be negative. None for a call shorter than
     0.1 s or with no sample inside."""
-    if call.start is None or call.duration < SPIKE_MIN_S:
+    if call.start is None or round(call.duration, 6) < SPIKE_MIN_S:  # to the microsecond: epoch floats
         return None
     lo, hi = bisect.bisect_left(run.epochs, call.start), bisect.bisect_right(run.epochs, call.end)
     if lo >= hi:
