@@ -310,7 +310,8 @@ def test_the_bug_moves_bursts_and_spikes(tmp_path):
     run = paper.load_run(write_run(tmp_path, "ds", "a", mem=mem, calls=[("Bash", 3, 3.5, "pytest")]))
     assert paper.tool_bursts([run])["mem_bursts_in_tool_calls"] == 1 / 2
     assert paper.tool_bursts([run], paper_parsed=True)["mem_bursts_in_tool_calls"] == 1
-    # a second call [4.5, 5] on the same samples; spikes: [3, 3.5] 301.5 - 100 = 201.5 (bugged: "100MB" -> 10, 301 - 10 = 291); [4.5, 5] 1000 - 100 = 900
+    # a second call [4.5, 5] on the same samples; spikes: [3, 3.5] 301.5 - 100 = 201.5 (bugged: "100MB" -> 10,
+    # 301 - 10 = 291); [4.5, 5] 1000 - 100 = 900
     # (bugged 100 - 10 = 90); P95 of two: a + 0.95 (b - a)
     calls = [("Bash", 3, 3.5, "pytest"), ("Bash", 4.5, 5, "pytest")]
     run = paper.load_run(write_run(tmp_path, "ds", "b", mem=mem, calls=calls))
