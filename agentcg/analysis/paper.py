@@ -16,7 +16,6 @@ that parser reads the samples, so the difference shows.
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import re
 import statistics
@@ -28,7 +27,7 @@ from agentcg.analysis import analyze
 from agentcg.analysis.analyze import mean, merge, pearson
 from agentcg.config import parse_json, read_text
 from agentcg.stats import percentile
-from agentcg.workloads.traces import TraceError, command_of, parse_cpu, parse_mem, parse_time
+from agentcg.workloads.traces import TraceError, command_of, jsonl_records, parse_cpu, parse_mem, parse_time
 from agentcg.workloads.traces import load_run as load_trace
 
 MB = 1_000_000
@@ -154,26 +153,18 @@ def _epoch(text) -> float | None:
 
 def read_transcript(path: Path) -> Transcript:
     out = Transcript()
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except (ValueError, RecursionError):
-                out.bad_lines += 1
-                continue
-            if not isinstance(entry, dict):
-                out.bad_lines += 1
-                continue
-            t = _epoch(entry.get("timestamp")) if "timestamp" in entry else None
-            if t is not None:
-                out.first = t if out.first is None else min(out.first, t)
-                out.last = t if out.last is None else max(out.last, t)
-            if entry.get("type") == "assistant":
-                out.rounds += 1
-                tokens = _number(_dig(entry, "message", "usage", "output_tokens"))
-                out.output_tokens += int(tokens or 0)
+    for _, entry in jsonl_records(path):
+        if entry is None:
+            out.bad_lines += 1
+            continue
+        t = _epoch(entry.get("timestamp")) if "timestamp" in entry else None
+        if t is not None:
+            out.first = t if out.first is None else min(out.first, t)
+            out.last = t if out.last is None else max(out.last, t)
+        if entry.get("type") == "assistant":
+            out.rounds += 1
+            tokens = _number(_dig(entry, "message", "usage", "output_tokens"))
+            out.output_tokens += int(tokens or 0)
     return out
 
 

@@ -195,10 +195,9 @@ class Transcript:
     bad_lines: int = 0
 
 
-def read_transcript(path: Path) -> Transcript:
-    out = Transcript()
-    tokens: dict[str, int] = {}
-    models: Counter = Counter()
+def jsonl_records(path: Path):
+    """(line number, record) for every non-blank line of a JSON-lines file (a transcript); record is None for a
+    line that is not a JSON object (malformed, or another JSON value)."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f):
             if not line.strip():
@@ -206,33 +205,40 @@ def read_transcript(path: Path) -> Transcript:
             try:
                 entry = json.loads(line)
             except (ValueError, RecursionError):
-                out.bad_lines += 1
+                entry = None
+            yield n, entry if isinstance(entry, dict) else None
+
+
+def read_transcript(path: Path) -> Transcript:
+    out = Transcript()
+    tokens: dict[str, int] = {}
+    models: Counter = Counter()
+    for n, entry in jsonl_records(path):
+        if entry is None:
+            out.bad_lines += 1
+            continue
+        kind = entry.get("type")
+        message = entry.get("message")
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if kind == "assistant":
+            model = message.get("model")
+            if model == "<synthetic>":
                 continue
-            if not isinstance(entry, dict):
-                out.bad_lines += 1
-                continue
-            kind = entry.get("type")
-            message = entry.get("message")
-            if not isinstance(message, dict):
-                continue
-            content = message.get("content")
-            if kind == "assistant":
-                model = message.get("model")
-                if model == "<synthetic>":
-                    continue
-                mid = message.get("id") or entry.get("uuid") or f"line{n}"
-                usage = message.get("usage") if isinstance(message.get("usage"), dict) else {}
-                value = usage.get("output_tokens")
-                tokens[mid] = max(tokens.get(mid, 0), value if _is_number(value) else 0)
-                if model and not entry.get("isSidechain"):
-                    models[model] += 1
-                for block in content if isinstance(content, list) else ():
-                    if isinstance(block, dict) and block.get("type") == "tool_use" and block.get("id"):
-                        out.tool_inputs[block["id"]] = block.get("input")
-            elif kind == "user" and isinstance(content, list):
-                for block in content:
-                    if isinstance(block, dict) and block.get("type") == "tool_result":
-                        out.tool_ends.setdefault(block.get("tool_use_id"), entry.get("timestamp"))
+            mid = message.get("id") or entry.get("uuid") or f"line{n}"
+            usage = message.get("usage") if isinstance(message.get("usage"), dict) else {}
+            value = usage.get("output_tokens")
+            tokens[mid] = max(tokens.get(mid, 0), value if _is_number(value) else 0)
+            if model and not entry.get("isSidechain"):
+                models[model] += 1
+            for block in content if isinstance(content, list) else ():
+                if isinstance(block, dict) and block.get("type") == "tool_use" and block.get("id"):
+                    out.tool_inputs[block["id"]] = block.get("input")
+        elif kind == "user" and isinstance(content, list):
+            for block in content:
+                if isinstance(block, dict) and block.get("type") == "tool_result":
+                    out.tool_ends.setdefault(block.get("tool_use_id"), entry.get("timestamp"))
     out.rounds = len(tokens)
     out.output_tokens = int(sum(tokens.values()))
     out.model_id = models.most_common(1)[0][0] if models else None
