@@ -54,6 +54,8 @@ def struct_members(data: bytes, wanted: set[str]) -> dict[str, list[str]]:
         body = pos + 12
         if kind == KIND_STRUCT and name_off in wanted_at:
             found[wanted_at[name_off]] = [name(struct.unpack_from("<I", types, body + 12 * i)[0]) for i in range(vlen)]
+            if len(found) == len(wanted):
+                return found  # the rest of the walk (under TCG ~2 s on a kernel that has them) finds nothing more
         pos = body + fixed + per * vlen
     if pos != len(types):
         raise BTFError("BTF type section does not parse to its end")
