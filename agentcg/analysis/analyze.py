@@ -71,12 +71,17 @@ def tool_time(trace: Trace) -> float:
     return sum(b - a for a, b in merge((c.start, c.end) for c in timed_calls(trace)))
 
 
-class _Spans:
-    """Membership test "is time t inside a tool call" in O(log n)."""
+class Spans:
+    """Membership test "is time t inside one of these [start, end] intervals" (inclusive) in O(log n)."""
 
-    def __init__(self, trace: Trace, slack: float = 0.0):
-        self.spans = merge((c.start - slack, c.end + slack) for c in timed_calls(trace))
+    def __init__(self, intervals):
+        self.spans = merge(intervals)
         self.starts = [a for a, _ in self.spans]
+
+    @classmethod
+    def of_calls(cls, trace: Trace, slack: float = 0.0) -> "Spans":
+        """The run's time-based tool calls, each widened by `slack` on both sides."""
+        return cls((c.start - slack, c.end + slack) for c in timed_calls(trace))
 
     def __contains__(self, t: float) -> bool:
         i = bisect.bisect_right(self.starts, t) - 1
@@ -229,7 +234,7 @@ def burst_attribution(traces, mem_threshold_mb: float = 300.0, cpu_threshold: fl
     bursts = {"mem": [0, 0, 0], "cpu": [0, 0, 0]}  # [bursts, inside calls, before the first call]
     covered = span = 0.0
     for t in runs:
-        spans = _Spans(t, slack)
+        spans = Spans.of_calls(t, slack)
         first = min((c.start for c in t.calls), default=math.inf)
         limit = baseline(t) + mem_threshold_mb * MB
         for s in t.samples:

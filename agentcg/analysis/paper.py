@@ -16,7 +16,6 @@ that parser reads the samples, so the difference shows.
 from __future__ import annotations
 
 import bisect
-import math
 import re
 import statistics
 from collections import defaultdict
@@ -24,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentcg.analysis import analyze
-from agentcg.analysis.analyze import mean, merge, pearson
+from agentcg.analysis.analyze import mean, pearson
 from agentcg.config import parse_json, read_text
 from agentcg.stats import percentile
-from agentcg.workloads.traces import TraceError, command_of, jsonl_records, parse_cpu, parse_mem, parse_time
+from agentcg.workloads.traces import (TraceError, command_of, finite_number, jsonl_records, parse_cpu, parse_mem,
+                                      parse_time)
 from agentcg.workloads.traces import load_run as load_trace
 
 MB = 1_000_000
@@ -132,11 +132,6 @@ def _json(path: Path):
     return parse_json(read_text(path, TraceError), path.name, TraceError)
 
 
-def _number(x) -> float | None:
-    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-    return float(x) if ok else None
-
-
 def _dig(data, *keys):
     for key in keys:
         data = data.get(key) if isinstance(data, dict) else None
@@ -163,7 +158,7 @@ def read_transcript(path: Path) -> Transcript:
             out.last = t if out.last is None else max(out.last, t)
         if entry.get("type") == "assistant":
             out.rounds += 1
-            tokens = _number(_dig(entry, "message", "usage", "output_tokens"))
+            tokens = finite_number(_dig(entry, "message", "usage", "output_tokens"))
             out.output_tokens += int(tokens or 0)
     return out
 
@@ -194,7 +189,7 @@ def load_run(attempt_dir: str | Path) -> Run:
     points, dropped = [], 0
     for s in resources.get("samples") if isinstance(resources.get("samples"), list) else ():
         try:
-            epoch = _number(s["epoch"])
+            epoch = finite_number(s["epoch"])
             if epoch is None:
                 raise ValueError("no epoch")
             points.append((epoch, parse_mem(s["mem_usage"]) / MB, paper_mem_mb(s["mem_usage"]),
@@ -219,8 +214,8 @@ def load_run(attempt_dir: str | Path) -> Run:
         if name == "tool_calls.json":
             run.calls = value
         elif name == "results.json":
-            run.claude_time = _number(_dig(value, "claude_time"))
-            run.results_peak_mb = _number(_dig(value, "resource_samples", "summary", "memory_mb", "max"))
+            run.claude_time = finite_number(_dig(value, "claude_time"))
+            run.results_peak_mb = finite_number(_dig(value, "resource_samples", "summary", "memory_mb", "max"))
         else:
             run.transcript = value
     return run
@@ -237,7 +232,7 @@ def latest_attempt(task_dir: Path) -> Path | None:
 def invalid_reason(run: Run) -> str | None:
     """The paper's validity filter: summary.sample_count >= 10 and summary.duration_seconds >= 60 (last minus first
     sample epoch, as the recorder wrote it). Task success is not required. None when the run passes."""
-    count, duration = _number(run.summary.get("sample_count")), _number(run.summary.get("duration_seconds"))
+    count, duration = finite_number(run.summary.get("sample_count")), finite_number(run.summary.get("duration_seconds"))
     if count is None or count < MIN_SAMPLES:
         return f"summary.sample_count {count} < {MIN_SAMPLES}"
     if duration is None or duration < MIN_DURATION_S:
@@ -329,7 +324,7 @@ def latency_split(runs) -> dict:
 
 def cpu_avg(runs) -> float | None:
     """Mean over tasks of summary.cpu_percent.avg (percent of one core; podman's since-start running average)."""
-    return mean(v for v in (_number(_dig(r.summary, "cpu_percent", "avg")) for r in runs) if v is not None)
+    return mean(v for v in (finite_number(_dig(r.summary, "cpu_percent", "avg")) for r in runs) if v is not None)
 
 
 def cpu_samples_over(runs, threshold: float = CPU_HIGH_PCT) -> float | None:
@@ -342,13 +337,8 @@ def cpu_samples_over(runs, threshold: float = CPU_HIGH_PCT) -> float | None:
 
 def in_calls(run: Run) -> list[bool]:
     """Per sample: does its epoch lie inside [start, end] (inclusive) of any tool call of any type."""
-    spans = merge(c.span for c in run.calls or () if c.start is not None)
-    starts = [a for a, _ in spans]
-    out = []
-    for t in run.epochs:
-        i = bisect.bisect_right(starts, t) - 1
-        out.append(i >= 0 and t <= spans[i][1])
-    return out
+    spans = analyze.Spans(c.span for c in run.calls or () if c.start is not None)
+    return [t in spans for t in run.epochs]
 
 
 def tool_bursts(runs, paper_parsed: bool = False) -> dict:
@@ -479,13 +469,13 @@ def bash_spikes(runs, paper_parsed: bool = False) -> dict:
 
 def peak_avg(run: Run) -> float | None:
     """summary.memory_mb.max / summary.memory_mb.avg."""
-    peak, avg = (_number(_dig(run.summary, "memory_mb", k)) for k in ("max", "avg"))
+    peak, avg = (finite_number(_dig(run.summary, "memory_mb", k)) for k in ("max", "avg"))
     return peak / avg if peak and avg else None
 
 
 def spike_duration(run: Run) -> int:
     """The longest run of consecutive samples at or above 80 % of the peak (summary.memory_mb.max)."""
-    peak = _number(_dig(run.summary, "memory_mb", "max")) or 0.0
+    peak = finite_number(_dig(run.summary, "memory_mb", "max")) or 0.0
     longest = streak = 0
     for m in run.mem_mb:
         streak = streak + 1 if m >= 0.8 * peak else 0
@@ -498,7 +488,7 @@ def peak_spread(runs) -> dict:
     (n - 1) / mean (a fraction; the paper prints it x 100); the task with the highest peak/average and its ratio
     and spike duration."""
     runs = list(runs)
-    peaks = [p for p in (_number(_dig(r.summary, "memory_mb", "max")) for r in runs) if p is not None]
+    peaks = [p for p in (finite_number(_dig(r.summary, "memory_mb", "max")) for r in runs) if p is not None]
     ratios = [(x, r) for r, x in ((r, peak_avg(r)) for r in runs) if x is not None]
     top = max(ratios, key=lambda xr: xr[0], default=None)
     avg = mean(peaks)
@@ -551,13 +541,17 @@ def dataset_figures(ds: Dataset, common: list[str]) -> dict:
     return out
 
 
-def report(root: str | Path) -> dict:
-    """The paper's figures over a traces root holding all_images_haiku, all_images_local and
-    batch_swebench_18tasks (a missing folder gives an empty data set)."""
-    root = Path(root)
+def load_all(root: Path) -> tuple[dict[str, Dataset], Dataset]:
+    """The two data sets (by the paper's filter) and the batch folder (latest attempts, unfiltered) of a root."""
     sets = {name: load_dataset(root / folder, name) for name, folder in DATASETS.items()}
+    return sets, load_dataset(root / BATCH, "batch", validate=False)
+
+
+def report(root: str | Path, loaded: tuple[dict[str, Dataset], Dataset] | None = None) -> dict:
+    """The paper's figures over a traces root holding all_images_haiku, all_images_local and
+    batch_swebench_18tasks (a missing folder gives an empty data set); `loaded`: load_all(root), when read already."""
+    sets, batch = loaded or load_all(Path(root))
     common = common_tasks(sets["haiku"], sets["glm"])
-    batch = load_dataset(root / BATCH, "batch", validate=False)
     datasets = {name: {"tasks": len(ds.runs), "folder": ds.folder.name, "task_dirs": ds.task_dirs,
                        "skipped": dict(ds.skipped)} for name, ds in sets.items()}
     datasets["common"] = {"tasks": len(common)}
@@ -612,11 +606,10 @@ def report_both(root: str | Path) -> dict:
     """The paper's report plus `ours`: agentcg's own figures over the same runs (each data set's valid runs at
     their latest attempt; the batch folder's latest attempts)."""
     root = Path(root)
-    rep = report(root)
+    sets, batch = loaded = load_all(root)
+    rep = report(root, loaded)
     rep["definitions"] = "both"
-    sets = {name: load_dataset(root / folder, name) for name, folder in DATASETS.items()}
     rep["ours"] = {name: ours_figures(_traces(ds.runs.values(), root)) for name, ds in sets.items()}
-    batch = load_dataset(root / BATCH, "batch", validate=False)
     rep["ours"]["batch"] = ours_batch(_traces(batch.runs.values(), root))
     return rep
 

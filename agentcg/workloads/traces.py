@@ -361,7 +361,7 @@ def load_run(run_dir: str | Path, root: str | Path | None = None) -> Trace:
     if label and model_id and model_family(label) != model_family(model_id):
         notes.append(f"results.json says model {label!r}, trace.jsonl shows {model_id!r}")
 
-    pull, fix = _number(results.get("pull_time")), _number(results.get("permission_fix_time"))
+    pull, fix = finite_number(results.get("pull_time")), finite_number(results.get("permission_fix_time"))
     image = results.get("image_info") if isinstance(results.get("image_info"), dict) else {}
     meta = {
         "source": str(run_dir), "folder": info["folder"], "task": info["task"], "attempt": info["attempt"],
@@ -369,8 +369,9 @@ def load_run(run_dir: str | Path, root: str | Path | None = None) -> Trace:
         "model_label": label, "model_id": model_id, "image": results.get("image"),
         "pull_time": pull, "permission_fix_time": fix,
         "init_time": pull + fix if pull is not None and fix is not None else None,
-        "claude_time": _number(results.get("claude_time")), "total_time": _number(results.get("total_time")),
-        "image_size_bytes": _number(image.get("size_bytes")),
+        "claude_time": finite_number(results.get("claude_time")),
+        "total_time": finite_number(results.get("total_time")),
+        "image_size_bytes": finite_number(image.get("size_bytes")),
         "output_tokens": transcript.output_tokens if transcript else None,
         "rounds": transcript.rounds if transcript else None,
         "has_calls": has_calls, "start_epoch": t0, "notes": notes,
@@ -378,7 +379,8 @@ def load_run(run_dir: str | Path, root: str | Path | None = None) -> Trace:
     return Trace(info["name"], model, samples, calls, meta)
 
 
-def _number(x) -> float | None:
+def finite_number(x) -> float | None:
+    """x as a float when it is a finite JSON number (not a bool), else None."""
     return float(x) if _is_number(x) else None
 
 
